@@ -56,7 +56,7 @@ struct EchoArgs {
     #[arg(long, short = 'i', value_name = "IF")]
     iface: String,
     /// UDP port to serve (repeat for more). Other ports keep going to the kernel.
-    #[arg(long = "udp", value_name = "PORT", required = true, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long = "udp", value_name = "PORT", required = true, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     udp: Vec<u16>,
     /// Serve only datagrams to this destination address (default: any address).
     #[arg(long, value_name = "IPV4")]

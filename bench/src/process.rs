@@ -1,0 +1,169 @@
+//! Running the `fastpath` binary inside a namespace, and stopping it on every exit path.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::netns::VethPair;
+
+/// The `fastpath` binary of this workspace: `$FASTPATH_BIN`, else the one cargo built next to
+/// the running executable (target/{debug,release}).
+pub fn fastpath_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FASTPATH_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(3) {
+        let candidate = dir.join("fastpath");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "no fastpath binary next to {}: build it first (`cargo build -p fastpath`; `cargo xtask test` does) or set FASTPATH_BIN",
+        exe.display()
+    )
+}
+
+/// A running `fastpath echo` in the server namespace; killed when dropped.
+pub struct FastpathProcess {
+    child: Option<Child>,
+    pub control: PathBuf,
+    pub log: PathBuf,
+}
+
+impl FastpathProcess {
+    /// Starts `fastpath echo --iface <server veth> <args>` and waits until it answers stats.
+    pub fn start_echo(pair: &VethPair, args: &[&str]) -> anyhow::Result<Self> {
+        let bin = fastpath_binary()?;
+        let tag = format!("{}-{}", pair.server.iface, std::process::id());
+        let control = std::env::temp_dir().join(format!("fastpath-{tag}.sock"));
+        let log = std::env::temp_dir().join(format!("fastpath-{tag}.log"));
+        let log_file = std::fs::File::create(&log)?;
+        let child = pair
+            .server_command(bin.to_str().context("non-UTF-8 binary path")?)
+            .args(["echo", "--iface", &pair.server.iface, "--control"])
+            .arg(&control)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut process = Self {
+            child: Some(child),
+            control,
+            log,
+        };
+        process.wait_ready(Duration::from_secs(15))?;
+        Ok(process)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "fastpath exited with {status} before it was ready: {}",
+                    self.log_text()
+                );
+            }
+            // The socket listens from the start; ready means it answers a request.
+            if request(&self.control, "stats").is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "fastpath did not become ready in {limit:?}: {}",
+            self.log_text()
+        )
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a clean exit. Returns the exit status and the log.
+    pub fn stop(&mut self) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        let Some(mut child) = self.child.take() else {
+            bail!("fastpath already stopped");
+        };
+        // Safety: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, self.log_text()));
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "fastpath did not stop within 10 s of SIGTERM: {}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn control(&self) -> &Path {
+        &self.control
+    }
+}
+
+impl Drop for FastpathProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.control);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// One request line to the control socket, one JSON answer back.
+fn request(control: &Path, line: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(control)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(format!("{line}\n").as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply)?;
+    Ok(serde_json::from_str(&reply)?)
+}
+
+/// Asks a running fastpath for its stats as JSON (through its own `stats` command).
+pub fn stats_json(control: &Path) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(fastpath_binary()?)
+        .args(["stats", "--json", "--control"])
+        .arg(control)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "fastpath stats failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
