@@ -1,1 +1,266 @@
-fn main() {}
+//! `cargo xtask`: installs what is missing, builds, tests, runs the demo and the benches.
+//!
+//! Every step says what it does; `deps` is idempotent and returns in seconds when all is
+//! present, so `test`, `demo` and `bench` run it first.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test, demo and bench fastpath", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: apt packages, nightly rust-src, bpf-linker for LLVM 22.
+    Deps,
+    /// Build the workspace (the XDP program is built by stack/build.rs).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// deps, build, then every test: unit tests and the end-to-end tests (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The main job: fastpath's UDP echo on a fresh veth pair, driven by kernel sockets,
+    /// with its counters and an echo-rate comparison against the kernel (needs root).
+    Demo {
+        /// Seconds each rate measurement runs.
+        #[arg(long, default_value_t = 3)]
+        duration: u64,
+    },
+    /// Run a bench scenario (or `all`) and write its report (needs root).
+    Bench {
+        /// Arguments for fastpath-bench (see `cargo xtask bench --help-scenarios`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Delete network namespaces left behind by killed test or bench runs.
+    CleanNetns,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Deps => deps(),
+        Task::Build { release } => deps().and_then(|()| build(release)),
+        Task::Test { args } => test(&args),
+        Task::Demo { duration } => demo(duration),
+        Task::Bench { args } => bench(&args),
+        Task::CleanNetns => clean_netns(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Debian packages: building the XDP program and bpf-linker, and the tools tests and benches drive.
+const APT_PACKAGES: &[&str] = &[
+    // bpf-linker against LLVM 22 (the LLVM of rustc 1.95 / nightly 1.97).
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libelf-dev",
+    "m4",
+    "build-essential",
+    // The test bed and the peers.
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+    "util-linux",
+    "sockperf",
+    "wrk",
+    "curl",
+    // Profiles for the README's performance notes.
+    "linux-perf",
+];
+
+fn deps() -> anyhow::Result<()> {
+    let start = Instant::now();
+    step("deps: apt packages");
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("    all {} present", APT_PACKAGES.len());
+    } else {
+        eprintln!("    installing {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    step("deps: nightly toolchain with rust-src (for -Z build-std=core)");
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output();
+    let has_src = installed
+        .as_ref()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src"));
+    if has_src {
+        eprintln!("    present");
+    } else if installed.is_ok_and(|o| o.status.success()) {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    } else {
+        run(Command::new("rustup").args([
+            "toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src",
+        ]))?;
+    }
+
+    step("deps: bpf-linker built against LLVM 22");
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        eprintln!("    present");
+    } else {
+        eprintln!("    installing (about 2 minutes)");
+        let path = format!(
+            "/usr/lib/llvm-22/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        run(Command::new("cargo")
+            .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path))
+        .context("installing bpf-linker (llvm-config must be LLVM 22: /usr/lib/llvm-22/bin comes first on PATH)")?;
+    }
+    eprintln!("    deps ready in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    step(if release { "build (release)" } else { "build" });
+    let mut cmd = cargo();
+    cmd.args(["build", "--workspace", "--all-targets"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+fn require_root(what: &str) -> anyhow::Result<()> {
+    let uid = Command::new("id").arg("-u").output()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        bail!("{what} needs root (network namespaces, XDP, AF_XDP): run it as root, e.g. `sudo -E cargo xtask ...`");
+    }
+    Ok(())
+}
+
+fn clean_netns() -> anyhow::Result<()> {
+    let out = Command::new("ip").args(["netns", "list"]).output()?;
+    let mut removed = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else { continue };
+        let Some(rest) = name.strip_prefix("fpt-") else { continue };
+        let pid = rest.split('n').next().unwrap_or("");
+        if !Path::new("/proc").join(pid).exists() || pid.is_empty() {
+            run(Command::new("ip").args(["netns", "del", name]))?;
+            removed += 1;
+        }
+    }
+    eprintln!("    removed {removed} stale namespace(s)");
+    Ok(())
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    require_root("the end-to-end tests")?;
+    deps()?;
+    build(false)?;
+    step("remove namespaces of killed earlier runs");
+    clean_netns()?;
+    step("test: unit tests and end-to-end tests");
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(args);
+    let result = run(&mut cmd);
+    step("check: nothing left behind");
+    let out = Command::new("ip").args(["netns", "list"]).output()?;
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("fpt-"))
+        .map(str::to_string)
+        .collect();
+    result?;
+    if !left.is_empty() {
+        bail!("the tests left network namespaces behind: {}", left.join(", "));
+    }
+    eprintln!("    none");
+    Ok(())
+}
+
+fn release_binaries() -> anyhow::Result<PathBuf> {
+    deps()?;
+    step("build (release)");
+    run(cargo().args(["build", "--release", "-p", "fastpath", "-p", "fastpath-bench"]))?;
+    Ok(root().join("target/release"))
+}
+
+fn demo(duration: u64) -> anyhow::Result<()> {
+    require_root("the demo")?;
+    let dir = release_binaries()?;
+    step("demo");
+    run(Command::new(dir.join("fastpath-bench"))
+        .args(["demo", "--duration", &duration.to_string()])
+        .env("FASTPATH_BIN", dir.join("fastpath")))
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    require_root("the bench")?;
+    let dir = release_binaries()?;
+    step("bench");
+    run(Command::new(dir.join("fastpath-bench"))
+        .args(args)
+        .env("FASTPATH_BIN", dir.join("fastpath")))
+}
