@@ -1,5 +1,11 @@
-//! fastpath's bench harness: the veth/netns test bed, processes, load generators and reports.
-//! The end-to-end tests use the same test bed.
+//! fastpath's bench harness: the veth/netns test bed, processes, load generators, scenarios
+//! and reports. The end-to-end tests use the same test bed.
 
+pub mod generator;
+pub mod kernel_echo;
+pub mod machine;
 pub mod netns;
 pub mod process;
+pub mod report;
+pub mod scenario;
+pub mod sockperf;

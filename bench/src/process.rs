@@ -39,6 +39,11 @@ pub struct FastpathProcess {
 impl FastpathProcess {
     /// Starts `fastpath echo --iface <server veth> <args>` and waits until it answers stats.
     pub fn start_echo(pair: &VethPair, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start(pair, "echo", args)
+    }
+
+    /// Starts `fastpath <command> --iface <server veth> <args>` and waits until it answers stats.
+    pub fn start(pair: &VethPair, command: &str, args: &[&str]) -> anyhow::Result<Self> {
         let bin = fastpath_binary()?;
         let tag = format!("{}-{}", pair.server.iface, std::process::id());
         let control = std::env::temp_dir().join(format!("fastpath-{tag}.sock"));
@@ -46,7 +51,7 @@ impl FastpathProcess {
         let log_file = std::fs::File::create(&log)?;
         let child = pair
             .server_command(bin.to_str().context("non-UTF-8 binary path")?)
-            .args(["echo", "--iface", &pair.server.iface, "--control"])
+            .args([command, "--iface", &pair.server.iface, "--control"])
             .arg(&control)
             .args(args)
             .stdout(Stdio::null())
@@ -166,4 +171,72 @@ pub fn stats_json(control: &Path) -> anyhow::Result<serde_json::Value> {
         );
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Any child process, stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct ChildGuard {
+    child: Option<Child>,
+    pub name: String,
+}
+
+impl ChildGuard {
+    pub fn new(name: impl Into<String>, child: Child) -> Self {
+        Self {
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether it has exited already.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    pub fn wait(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already waited")?;
+        Ok(child.wait()?)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Safety: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(2) {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A binary that cargo built next to the running executable (target/{debug,release}).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(3) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "no {name} binary next to {}: build the workspace first (`cargo build --workspace`)",
+        exe.display()
+    )
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use fastpath::{
     control::{self, ControlState, QueueHandle},
-    echo::{EchoService, RxChecksum},
+    echo::{EchoService, ReflectService, RxChecksum, Service},
     steer::{AttachMode, Steering, describe_rule},
     system,
     worker::{self, IdleStrategy, QueueShared, WorkerConfig},
@@ -46,6 +46,8 @@ struct Cli {
 enum Command {
     /// Serve UDP echo on the fast path: each datagram to a --udp port comes back to its sender.
     Echo(EchoArgs),
+    /// Bench ceiling: bounce steered UDP frames straight back with no stack (no validation).
+    Reflect(EchoArgs),
     /// Show the counters of a running fastpath: XDP outcomes and per-queue ring counters.
     Stats(StatsArgs),
 }
@@ -152,7 +154,8 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     let result = match cli.command {
-        Command::Echo(args) => echo(args),
+        Command::Echo(args) => echo(args, false),
+        Command::Reflect(args) => echo(args, true),
         Command::Stats(args) => stats(args),
     };
     match result {
@@ -176,7 +179,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn echo(args: EchoArgs) -> anyhow::Result<()> {
+fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
     let ifindex = system::ifindex(&args.iface)?;
     system::check_privileges()?;
     let available = system::rx_queue_count(&args.iface);
@@ -227,7 +230,11 @@ fn echo(args: EchoArgs) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
-    let service = EchoService::new(&args.udp, args.rx_checksum, args.sockperf);
+    let service = if reflect {
+        Service::Reflect(ReflectService)
+    } else {
+        Service::Echo(EchoService::new(&args.udp, args.rx_checksum, args.sockperf))
+    };
     let mut handles = Vec::new();
     let mut queue_handles = Vec::new();
     for socket in sockets {
@@ -266,7 +273,8 @@ fn echo(args: EchoArgs) -> anyhow::Result<()> {
         )?);
     }
     let service_name = format!(
-        "udp echo{} on {}",
+        "udp {}{} on {}",
+        if reflect { "reflect" } else { "echo" },
         if args.sockperf { " (sockperf)" } else { "" },
         rules
             .iter()

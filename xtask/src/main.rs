@@ -71,7 +71,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn step(what: &str) {
@@ -80,7 +83,9 @@ fn step(what: &str) {
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -112,6 +117,8 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "wrk",
     "curl",
+    // SVG → PNG for the bench plots.
+    "librsvg2-bin",
     // Profiles for the README's performance notes.
     "linux-perf",
 ];
@@ -144,16 +151,28 @@ fn deps() -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output();
-    let has_src = installed
-        .as_ref()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src"));
+    let has_src = installed.as_ref().is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src")
+    });
     if has_src {
         eprintln!("    present");
     } else if installed.is_ok_and(|o| o.status.success()) {
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     } else {
         run(Command::new("rustup").args([
-            "toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src",
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
         ]))?;
     }
 
@@ -194,7 +213,9 @@ fn build(release: bool) -> anyhow::Result<()> {
 fn require_root(what: &str) -> anyhow::Result<()> {
     let uid = Command::new("id").arg("-u").output()?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        bail!("{what} needs root (network namespaces, XDP, AF_XDP): run it as root, e.g. `sudo -E cargo xtask ...`");
+        bail!(
+            "{what} needs root (network namespaces, XDP, AF_XDP): run it as root, e.g. `sudo -E cargo xtask ...`"
+        );
     }
     Ok(())
 }
@@ -203,8 +224,12 @@ fn clean_netns() -> anyhow::Result<()> {
     let out = Command::new("ip").args(["netns", "list"]).output()?;
     let mut removed = 0;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
-        let Some(rest) = name.strip_prefix("fpt-") else { continue };
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("fpt-") else {
+            continue;
+        };
         let pid = rest.split('n').next().unwrap_or("");
         if !Path::new("/proc").join(pid).exists() || pid.is_empty() {
             run(Command::new("ip").args(["netns", "del", name]))?;
@@ -223,7 +248,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     clean_netns()?;
     step("test: unit tests and end-to-end tests");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(args);
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
+        .args(args);
     let result = run(&mut cmd);
     step("check: nothing left behind");
     let out = Command::new("ip").args(["netns", "list"]).output()?;
@@ -234,7 +260,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .collect();
     result?;
     if !left.is_empty() {
-        bail!("the tests left network namespaces behind: {}", left.join(", "));
+        bail!(
+            "the tests left network namespaces behind: {}",
+            left.join(", ")
+        );
     }
     eprintln!("    none");
     Ok(())
@@ -243,7 +272,14 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 fn release_binaries() -> anyhow::Result<PathBuf> {
     deps()?;
     step("build (release)");
-    run(cargo().args(["build", "--release", "-p", "fastpath", "-p", "fastpath-bench"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "fastpath",
+        "-p",
+        "fastpath-bench",
+    ]))?;
     Ok(root().join("target/release"))
 }
 

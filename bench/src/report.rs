@@ -1,0 +1,449 @@
+//! Reports: the terminal table, HdrHistogram percentile distributions (`.hgrm`, loadable
+//! in the HdrHistogram plotter), V2 interval logs (`.hlog`), `report.json`, and a plot of
+//! latency by percentile with every system overlaid (SVG; PNG too where rsvg-convert is).
+//!
+//! Latencies are round-trip times, recorded in nanoseconds and reported in microseconds.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::Write,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use hdrhistogram::{
+    Histogram,
+    serialization::{
+        V2Serializer,
+        interval_log::{IntervalLogWriterBuilder, Tag},
+    },
+};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{CpuUse, Machine};
+
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("p99.99", 99.99),
+];
+
+/// Percentiles and max, in microseconds.
+pub fn percentiles_us(h: &Histogram<u64>) -> BTreeMap<String, f64> {
+    let mut m: BTreeMap<String, f64> = PERCENTILES
+        .iter()
+        .map(|(name, p)| (name.to_string(), h.value_at_percentile(*p) as f64 / 1000.0))
+        .collect();
+    m.insert("max".into(), h.max() as f64 / 1000.0);
+    m.insert("mean".into(), h.mean() / 1000.0);
+    m
+}
+
+/// One measurement: a system (server) driven by a client for one round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    pub system: String,
+    pub client: String,
+    pub round: u32,
+    pub rate_pps: f64,
+    pub send_rate_pps: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duration_secs: f64,
+    pub samples: u64,
+    pub percentiles_us: BTreeMap<String, f64>,
+    pub cpu: CpuUse,
+}
+
+/// All rounds of one (client, system), histograms merged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeriesSummary {
+    pub system: String,
+    pub client: String,
+    pub rounds: u32,
+    pub rate_pps: f64,
+    pub samples: u64,
+    pub percentiles_us: BTreeMap<String, f64>,
+    pub hgrm: String,
+    pub hlog: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ratio {
+    pub client: String,
+    pub numerator: String,
+    pub denominator: String,
+    /// numerator / denominator for the rate and each latency percentile.
+    pub values: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Goal {
+    pub goal: String,
+    pub measured: f64,
+    pub target: String,
+    pub met: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub scenario: String,
+    pub command: String,
+    pub machine: Machine,
+    pub settings: serde_json::Value,
+    pub runs: Vec<RunReport>,
+    pub summary: Vec<SeriesSummary>,
+    pub ratios: Vec<Ratio>,
+    pub goals: Vec<Goal>,
+    pub notes: Vec<String>,
+}
+
+/// Histograms of one (client, system), per round, kept for the files.
+pub struct Series {
+    pub system: String,
+    pub client: String,
+    pub rounds: Vec<(Histogram<u64>, Duration)>,
+    pub rates: Vec<f64>,
+}
+
+impl Series {
+    pub fn merged(&self) -> Histogram<u64> {
+        let mut all = crate::generator::new_histogram();
+        for (h, _) in &self.rounds {
+            all.add(h).expect("same bounds");
+        }
+        all
+    }
+
+    pub fn file_stem(&self, scenario: &str) -> String {
+        format!("{scenario}-{}-{}", self.system, self.client)
+    }
+}
+
+/// The Java HdrHistogram `outputPercentileDistribution` format, values in microseconds.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    if h.len() > 0 {
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let value = v.value_iterated_to() as f64 / 1000.0;
+            if q < 1.0 {
+                let _ = writeln!(
+                    s,
+                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                    1.0 / (1.0 - q)
+                );
+            } else {
+                let _ = writeln!(s, "{value:12.3} {q:2.12} {total:10}");
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+    let _ = writeln!(
+        s,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
+    s
+}
+
+/// Parses the value/percentile rows of an `.hgrm` file (for tests and re-plotting).
+pub fn parse_hgrm(text: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let value = f.next()?.parse().ok()?;
+            let q = f.next()?.parse().ok()?;
+            Some((value, q))
+        })
+        .collect()
+}
+
+fn write_hlog(path: &Path, series: &Series) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    let mut serializer = V2Serializer::new();
+    let start = SystemTime::now();
+    {
+        let mut writer = IntervalLogWriterBuilder::new()
+            .with_start_time(start)
+            .begin_log_with(&mut out, &mut serializer)
+            .map_err(|e| anyhow::anyhow!("hlog header: {e:?}"))?;
+        let mut offset = Duration::ZERO;
+        let tag = format!("{}-{}", series.system, series.client);
+        for (h, dur) in &series.rounds {
+            writer
+                .write_histogram(h, offset, *dur, Tag::new(&tag))
+                .map_err(|e| anyhow::anyhow!("hlog interval: {e:?}"))?;
+            offset += *dur;
+        }
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+/// Writes every file of a report into `dir` and returns the terminal table.
+pub fn write_all(dir: &Path, report: &mut Report, series: &[Series]) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for s in series {
+        let stem = s.file_stem(&report.scenario);
+        let merged = s.merged();
+        std::fs::write(dir.join(format!("{stem}.hgrm")), hgrm(&merged))?;
+        write_hlog(&dir.join(format!("{stem}.hlog")), s)?;
+    }
+    let table = table(report);
+    std::fs::write(dir.join("table.txt"), &table)?;
+    let plot = dir.join(format!("{}-latency.svg", report.scenario));
+    plot_latency(&plot, &report.scenario, series)?;
+    if let Some(png) = svg_to_png(&plot) {
+        report.notes.push(format!("plot: {}", png.display()));
+    }
+    let mut f = std::fs::File::create(dir.join("report.json"))?;
+    serde_json::to_writer_pretty(&mut f, report)?;
+    f.write_all(b"\n")?;
+    Ok(table)
+}
+
+fn svg_to_png(svg: &Path) -> Option<PathBuf> {
+    let png = svg.with_extension("png");
+    let ok = std::process::Command::new("rsvg-convert")
+        .args(["-b", "white", "-o"])
+        .arg(&png)
+        .arg(svg)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(png)
+}
+
+/// Latency by percentile, log x axis as in the HdrHistogram plotter (x = 1/(1-p)).
+pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::Result<()> {
+    let curves: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .filter(|s| s.rounds.iter().any(|(h, _)| h.len() > 0))
+        .map(|s| {
+            let h = s.merged();
+            let points = h
+                .iter_quantiles(5)
+                .map(|v| {
+                    let q = v.quantile_iterated_to().min(0.999_999);
+                    (1.0 / (1.0 - q), v.value_iterated_to() as f64 / 1000.0)
+                })
+                .collect();
+            (format!("{} ({})", s.system, s.client), points)
+        })
+        .collect();
+    let y_max = curves
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{scenario}: round-trip latency by percentile"),
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d((1.0f64..1_000_000.0f64).log_scale(), 0.0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs)")
+        .x_labels(7)
+        .x_label_formatter(&|x| percentile_label(*x))
+        .draw()?;
+    let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, (label, points)) in curves.into_iter().enumerate() {
+        let color = palette[i % palette.len()];
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// x = 1/(1-p) back to "90%", "99.9%".
+fn percentile_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x);
+    let text = format!("{p:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// The terminal table: one row per (client, system), then the ratio rows.
+pub fn table(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} — round-trip latency in µs; {} on {} cores, kernel {}, {} veth queue(s), {}",
+        r.scenario,
+        r.machine.cpu_model,
+        r.machine.cores,
+        r.machine.kernel,
+        r.machine.veth_queues,
+        r.machine.date
+    );
+    let _ = writeln!(
+        s,
+        "{:<10} {:<10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<22} {}",
+        "client",
+        "system",
+        "rate/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max",
+        "cpu% srv-core/cli-core",
+        "saturated"
+    );
+    for sum in &r.summary {
+        let p = |k: &str| sum.percentiles_us.get(k).copied().unwrap_or(0.0);
+        let last_cpu = r
+            .runs
+            .iter()
+            .rev()
+            .find(|run| run.system == sum.system && run.client == sum.client)
+            .map(|run| &run.cpu);
+        let (cpu, sat) = match last_cpu {
+            Some(c) => {
+                let core = |k: Option<usize>| {
+                    k.and_then(|k| c.cores.get(&k))
+                        .map_or("-".into(), |v| format!("{v:.0}"))
+                };
+                (
+                    format!("{}/{}", core(c.server_core), core(c.client_core)),
+                    c.saturated.clone(),
+                )
+            }
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "{:<10} {:<10} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1}  {:<22} {}",
+            sum.client,
+            sum.system,
+            fmt_rate(sum.rate_pps),
+            p("p50"),
+            p("p90"),
+            p("p99"),
+            p("p99.9"),
+            p("p99.99"),
+            p("max"),
+            cpu,
+            sat
+        );
+    }
+    for ratio in &r.ratios {
+        let v = |k: &str| ratio.values.get(k).copied().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            s,
+            "{:<10} {:<10} {:>8.2}x {:>7.2}x {:>7.2}x {:>7.2}x {:>7.2}x {:>7.2}x {:>8.2}x",
+            ratio.client,
+            format!("{}/{}", short(&ratio.numerator), short(&ratio.denominator)),
+            v("rate"),
+            v("p50"),
+            v("p90"),
+            v("p99"),
+            v("p99.9"),
+            v("p99.99"),
+            v("max"),
+        );
+    }
+    for g in &r.goals {
+        let _ = writeln!(
+            s,
+            "goal: {} — measured {:.2}, target {}: {}",
+            g.goal,
+            g.measured,
+            g.target,
+            if g.met { "met" } else { "NOT met" }
+        );
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
+}
+
+fn short(system: &str) -> &str {
+    match system {
+        "fastpath" => "fp",
+        "kernel" => "kern",
+        "ceiling" => "ceil",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hgrm_rows_are_ordered_and_parse_back() {
+        let mut h = crate::generator::new_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let text = hgrm(&h);
+        let rows = parse_hgrm(&text);
+        assert!(rows.len() > 20);
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1)
+        );
+        assert!((rows.last().unwrap().1 - 1.0).abs() < 1e-9);
+        assert!(text.contains("#[Max     ="));
+        let p = percentiles_us(&h);
+        assert!((p["p50"] - 5000.0).abs() / 5000.0 < 0.01);
+    }
+}

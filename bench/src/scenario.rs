@@ -1,0 +1,554 @@
+//! Scenarios: a server pair (fastpath and a kernel-stack server doing the same work, or the
+//! AF_XDP ceiling), a client, and a report. Each system runs on the same veth pair in the
+//! same run, one after the other, alternating A B A B across rounds, with the same client
+//! and settings. TCP and HTTP scenarios plug in as more `System`s and `Client`s.
+
+use std::{
+    collections::BTreeMap,
+    net::UdpSocket,
+    path::PathBuf,
+    sync::atomic::AtomicBool,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{
+    generator::{self, LoadSpec, Pattern},
+    machine::{CpuSampler, Machine, online_cores},
+    netns::{CLIENT_ADDR, SERVER_ADDR, VethConfig, VethPair, netns_command},
+    process::{ChildGuard, FastpathProcess, sibling_binary},
+    report::{self, Goal, Ratio, Report, RunReport, Series, SeriesSummary},
+    sockperf,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioKind {
+    /// Latency: one request outstanding; sockperf ping-pong and the harness's generator.
+    UdpPingpong,
+    /// Throughput: many requests outstanding (or --rate); packets per second.
+    UdpFlood,
+    /// The physical limit: a bare AF_XDP bounce with no stack, against fastpath.
+    Ceiling,
+}
+
+impl ScenarioKind {
+    pub const ALL: [ScenarioKind; 3] = [
+        ScenarioKind::UdpPingpong,
+        ScenarioKind::UdpFlood,
+        ScenarioKind::Ceiling,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioKind::UdpPingpong => "udp-pingpong",
+            ScenarioKind::UdpFlood => "udp-flood",
+            ScenarioKind::Ceiling => "ceiling",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum System {
+    Fastpath,
+    Kernel,
+    Ceiling,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Fastpath => "fastpath",
+            System::Kernel => "kernel",
+            System::Ceiling => "ceiling",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    Sockperf,
+    Harness,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Sockperf => "sockperf",
+            Client::Harness => "harness",
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Settings {
+    pub duration_secs: u64,
+    pub rate: Option<u64>,
+    pub rounds: u32,
+    pub payload: usize,
+    pub queues: u32,
+    pub mtu: u32,
+    pub peer_tx_checksum: bool,
+    pub outstanding: u32,
+    #[serde(skip)]
+    pub out: PathBuf,
+    pub command: String,
+}
+
+const PORT: u16 = 11111;
+/// A port nothing serves, for the client's send-only capacity.
+const DISCARD_PORT: u16 = 9;
+
+fn plans(kind: ScenarioKind) -> Vec<(Client, [System; 2])> {
+    match kind {
+        ScenarioKind::UdpPingpong => vec![
+            (Client::Sockperf, [System::Fastpath, System::Kernel]),
+            (Client::Harness, [System::Fastpath, System::Kernel]),
+        ],
+        ScenarioKind::UdpFlood => vec![(Client::Harness, [System::Fastpath, System::Kernel])],
+        ScenarioKind::Ceiling => vec![(Client::Harness, [System::Ceiling, System::Fastpath])],
+    }
+}
+
+/// Seconds the scenario will take, roughly (for the progress bar and the time bound).
+pub fn planned_secs(kind: ScenarioKind, s: &Settings) -> u64 {
+    let runs: u64 = plans(kind)
+        .iter()
+        .map(|(_, systems)| systems.len() as u64)
+        .sum();
+    let extra = if kind == ScenarioKind::Ceiling {
+        s.duration_secs
+    } else {
+        0
+    };
+    runs * u64::from(s.rounds) * (s.duration_secs + 1) + extra
+}
+
+struct Cores {
+    server: usize,
+    client: usize,
+}
+
+fn cores() -> Cores {
+    if online_cores() >= 2 {
+        Cores {
+            server: 1,
+            client: 0,
+        }
+    } else {
+        Cores {
+            server: 0,
+            client: 0,
+        }
+    }
+}
+
+enum Server {
+    Fastpath(FastpathProcess),
+    Child(ChildGuard),
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Fastpath(p) => p.pid(),
+            Server::Child(c) => c.pid(),
+        }
+    }
+}
+
+fn start_server(
+    pair: &VethPair,
+    kind: ScenarioKind,
+    system: System,
+    s: &Settings,
+    cpu: usize,
+) -> anyhow::Result<Server> {
+    let port = PORT.to_string();
+    let cpu_arg = cpu.to_string();
+    let queues = s.queues.to_string();
+    let fp_args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "--udp",
+            port.as_str(),
+            "--cpus",
+            cpu_arg.as_str(),
+            "--queues",
+            queues.as_str(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let server = match (kind, system) {
+        (ScenarioKind::UdpPingpong, System::Fastpath) => {
+            let a = fp_args(&["--sockperf"]);
+            Server::Fastpath(FastpathProcess::start(
+                pair,
+                "echo",
+                &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            )?)
+        }
+        (_, System::Fastpath) => {
+            let a = fp_args(&[]);
+            Server::Fastpath(FastpathProcess::start(
+                pair,
+                "echo",
+                &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            )?)
+        }
+        (_, System::Ceiling) => {
+            let a = fp_args(&[]);
+            Server::Fastpath(FastpathProcess::start(
+                pair,
+                "reflect",
+                &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            )?)
+        }
+        (ScenarioKind::UdpPingpong, System::Kernel) => {
+            Server::Child(sockperf::start_server(pair, PORT, cpu)?)
+        }
+        (_, System::Kernel) => {
+            let me = sibling_binary("fastpath-bench")?;
+            let child = netns_command(&pair.server.netns, me.to_str().context("non-UTF-8 path")?)
+                .args([
+                    "kernel-echo",
+                    "--addr",
+                    &SERVER_ADDR.to_string(),
+                    "--port",
+                    &port,
+                    "--cpu",
+                    &cpu_arg,
+                ])
+                .args(["--limit", &(s.duration_secs * 4 + 60).to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting the kernel echo server")?;
+            Server::Child(ChildGuard::new("kernel-echo", child))
+        }
+    };
+    probe(pair)?;
+    Ok(server)
+}
+
+/// Waits until the server answers a sockperf-format ping.
+fn probe(pair: &VethPair) -> anyhow::Result<()> {
+    let socket = client_socket(pair)?;
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut msg = [0u8; 64];
+    msg[8..10].copy_from_slice(&0x0003u16.to_be_bytes());
+    msg[10..14].copy_from_slice(&64u32.to_be_bytes());
+    let start = Instant::now();
+    let mut buf = [0u8; 128];
+    while start.elapsed() < Duration::from_secs(10) {
+        let _ = socket.send(&msg);
+        if socket.recv(&mut buf).is_ok() {
+            return Ok(());
+        }
+    }
+    bail!("the server did not answer within 10 s")
+}
+
+fn client_socket(pair: &VethPair) -> anyhow::Result<UdpSocket> {
+    VethPair::in_netns(&pair.client, || -> anyhow::Result<UdpSocket> {
+        let s = UdpSocket::bind((CLIENT_ADDR, 0))?;
+        s.connect((SERVER_ADDR, PORT))?;
+        Ok(s)
+    })
+}
+
+fn harness_pattern(kind: ScenarioKind, s: &Settings) -> Pattern {
+    match (s.rate, kind) {
+        (Some(rate), _) => Pattern::Open { rate },
+        (None, ScenarioKind::UdpPingpong) => Pattern::Closed { outstanding: 1 },
+        (None, _) => Pattern::Closed {
+            outstanding: s.outstanding,
+        },
+    }
+}
+
+struct Progress {
+    bar: ProgressBar,
+    done_ms: u64,
+}
+
+impl Progress {
+    fn new(total_secs: u64, label: &str) -> Self {
+        let bar = ProgressBar::new(total_secs * 1000);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:40}] {msg} ({elapsed} of ~{duration})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(label.to_string());
+        Self { bar, done_ms: 0 }
+    }
+
+    fn during(&self, since: Instant) {
+        self.bar
+            .set_position(self.done_ms + since.elapsed().as_millis() as u64);
+    }
+
+    fn finish_run(&mut self, secs: u64) {
+        self.done_ms += secs * 1000;
+        self.bar.set_position(self.done_ms);
+    }
+}
+
+/// Runs one scenario, writes its report into `s.out`, and returns the report and table.
+pub fn run(
+    kind: ScenarioKind,
+    s: &Settings,
+    stop: &AtomicBool,
+) -> anyhow::Result<(Report, String)> {
+    if plans(kind).iter().any(|(c, _)| *c == Client::Sockperf) {
+        sockperf::require()?;
+    }
+    let pair = VethPair::create(VethConfig {
+        queues: s.queues,
+        mtu: s.mtu,
+        peer_tx_checksum: s.peer_tx_checksum,
+    })?;
+    let cores = cores();
+    let mut progress = Progress::new(planned_secs(kind, s), kind.name());
+    let mut runs = Vec::new();
+    let mut series: BTreeMap<(&'static str, &'static str), Series> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let warmup = Duration::from_millis((s.duration_secs * 1000 / 5).min(1000));
+
+    for round in 0..s.rounds {
+        for (client, systems) in plans(kind) {
+            for system in systems {
+                progress.bar.set_message(format!(
+                    "{} ← {} (round {})",
+                    system.name(),
+                    client.name(),
+                    round + 1
+                ));
+                let server = start_server(&pair, kind, system, s, cores.server)?;
+                let sampler = CpuSampler::start(server.pid());
+                let started = Instant::now();
+                let (histogram, sent, received, lost, elapsed, client_cpu) = match client {
+                    Client::Harness => {
+                        let socket = client_socket(&pair)?;
+                        let spec = LoadSpec {
+                            pattern: harness_pattern(kind, s),
+                            duration: Duration::from_secs(s.duration_secs),
+                            warmup,
+                            max_packets: 50_000_000,
+                            payload: s.payload,
+                            cpu: Some(cores.client),
+                        };
+                        let result = std::thread::scope(|scope| {
+                            let handle = scope.spawn(|| generator::run(&socket, &spec, stop));
+                            while !handle.is_finished() {
+                                progress.during(started);
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            handle
+                                .join()
+                                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                        })?;
+                        (
+                            result.histogram,
+                            result.sent,
+                            result.received,
+                            result.lost,
+                            result.elapsed,
+                            Some(result.cpu_time.as_secs_f64()),
+                        )
+                    }
+                    Client::Sockperf => {
+                        let log =
+                            s.out
+                                .join(format!("sockperf-{}-round{}.csv", system.name(), round));
+                        std::fs::create_dir_all(&s.out)?;
+                        let r = sockperf::ping_pong(
+                            &pair,
+                            PORT,
+                            s.duration_secs,
+                            s.payload,
+                            cores.client,
+                            &log,
+                            stop,
+                            &mut || progress.during(started),
+                        )?;
+                        let _ = std::fs::remove_file(&log);
+                        (r.histogram, r.sent, r.received, 0, r.duration, r.cpu_secs)
+                    }
+                };
+                let cpu = sampler.finish(client_cpu, Some(cores.server), Some(cores.client));
+                drop(server);
+                progress.finish_run(s.duration_secs + 1);
+                let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
+                runs.push(RunReport {
+                    system: system.name().into(),
+                    client: client.name().into(),
+                    round,
+                    rate_pps: rate,
+                    send_rate_pps: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+                    sent,
+                    received,
+                    lost,
+                    duration_secs: elapsed.as_secs_f64(),
+                    samples: histogram.len(),
+                    percentiles_us: report::percentiles_us(&histogram),
+                    cpu,
+                });
+                let entry = series
+                    .entry((client.name(), system.name()))
+                    .or_insert_with(|| Series {
+                        system: system.name().into(),
+                        client: client.name().into(),
+                        rounds: Vec::new(),
+                        rates: Vec::new(),
+                    });
+                entry.rounds.push((histogram, elapsed));
+                entry.rates.push(rate);
+            }
+        }
+    }
+
+    if kind == ScenarioKind::Ceiling {
+        // How fast the client alone can generate: send-only to a port nobody serves.
+        progress.bar.set_message("client send-only capacity");
+        let socket = VethPair::in_netns(&pair.client, || -> anyhow::Result<UdpSocket> {
+            let sock = UdpSocket::bind((CLIENT_ADDR, 0))?;
+            sock.connect((SERVER_ADDR, DISCARD_PORT))?;
+            Ok(sock)
+        })?;
+        let spec = LoadSpec {
+            pattern: Pattern::SendOnly,
+            duration: Duration::from_secs(s.duration_secs),
+            warmup: Duration::ZERO,
+            max_packets: 100_000_000,
+            payload: s.payload,
+            cpu: Some(cores.client),
+        };
+        let sampler = CpuSampler::start(None);
+        let r = generator::run(&socket, &spec, stop)?;
+        let cpu = sampler.finish(Some(r.cpu_time.as_secs_f64()), None, Some(cores.client));
+        progress.finish_run(s.duration_secs);
+        notes.push(format!(
+            "the client alone generates {:.0} datagrams/s (send-only, nothing answering; client core {:.0}% busy)",
+            r.send_rate(),
+            cpu.cores.get(&cores.client).copied().unwrap_or(0.0)
+        ));
+    }
+    progress.bar.finish_and_clear();
+
+    let series: Vec<Series> = series.into_values().collect();
+    let summary: Vec<SeriesSummary> = series
+        .iter()
+        .map(|se| {
+            let merged = se.merged();
+            let stem = se.file_stem(kind.name());
+            SeriesSummary {
+                system: se.system.clone(),
+                client: se.client.clone(),
+                rounds: se.rounds.len() as u32,
+                rate_pps: se.rates.iter().sum::<f64>() / se.rates.len().max(1) as f64,
+                samples: merged.len(),
+                percentiles_us: report::percentiles_us(&merged),
+                hgrm: format!("{stem}.hgrm"),
+                hlog: format!("{stem}.hlog"),
+            }
+        })
+        .collect();
+    let (numerator, denominator) = match kind {
+        ScenarioKind::Ceiling => ("fastpath", "ceiling"),
+        _ => ("fastpath", "kernel"),
+    };
+    let find = |client: &str, system: &str| {
+        summary
+            .iter()
+            .find(|x| x.client == client && x.system == system)
+    };
+    let mut ratios = Vec::new();
+    for (client, _) in plans(kind) {
+        if let (Some(n), Some(d)) = (
+            find(client.name(), numerator),
+            find(client.name(), denominator),
+        ) {
+            let mut values = BTreeMap::new();
+            values.insert("rate".to_string(), n.rate_pps / d.rate_pps.max(1e-9));
+            for (k, v) in &n.percentiles_us {
+                if let Some(dv) = d.percentiles_us.get(k) {
+                    values.insert(k.clone(), v / dv.max(1e-9));
+                }
+            }
+            ratios.push(Ratio {
+                client: client.name().into(),
+                numerator: numerator.into(),
+                denominator: denominator.into(),
+                values,
+            });
+        }
+    }
+    let ratio = |client: &str, key: &str| {
+        ratios
+            .iter()
+            .find(|r| r.client == client)
+            .and_then(|r| r.values.get(key).copied())
+    };
+    let mut goals = Vec::new();
+    match kind {
+        ScenarioKind::UdpPingpong => {
+            if let Some(v) = ratio("sockperf", "p99") {
+                goals.push(Goal {
+                    goal: "sockperf p99 half-RTT, fastpath/kernel".into(),
+                    measured: v,
+                    target: "<= 0.60".into(),
+                    met: v <= 0.6,
+                });
+            }
+            if let (Some(h), Some(sp)) = (find("harness", "kernel"), find("sockperf", "kernel")) {
+                let v = h.percentiles_us["p50"] / sp.percentiles_us["p50"].max(1e-9);
+                goals.push(Goal {
+                    goal: "harness p50 / sockperf p50 against the same kernel server (agreement)"
+                        .into(),
+                    measured: v,
+                    target: "0.80 to 1.20".into(),
+                    met: (0.8..=1.2).contains(&v),
+                });
+            }
+        }
+        ScenarioKind::UdpFlood => {
+            if let Some(v) = ratio("harness", "rate") {
+                goals.push(Goal {
+                    goal: "UDP echo rate, fastpath/kernel".into(),
+                    measured: v,
+                    target: ">= 2.5".into(),
+                    met: v >= 2.5,
+                });
+            }
+        }
+        ScenarioKind::Ceiling => {
+            if let Some(v) = ratio("harness", "rate") {
+                goals.push(Goal {
+                    goal: "UDP echo rate, fastpath/ceiling".into(),
+                    measured: v,
+                    target: ">= 0.8".into(),
+                    met: v >= 0.8,
+                });
+            }
+        }
+    }
+    if cores.server == cores.client {
+        notes.push("one core only: server and client share it".into());
+    }
+    let mut report = Report {
+        scenario: kind.name().into(),
+        command: s.command.clone(),
+        machine: Machine::read(s.queues, s.mtu, s.peer_tx_checksum),
+        settings: serde_json::to_value(s)?,
+        runs,
+        summary,
+        ratios,
+        goals,
+        notes,
+    };
+    let table = report::write_all(&s.out, &mut report, &series)?;
+    drop(pair);
+    Ok((report, table))
+}

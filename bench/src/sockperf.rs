@@ -1,0 +1,171 @@
+//! sockperf as a client (a real one nobody here wrote) and as the kernel's ping-pong server.
+//!
+//! The client's `--full-log` records each message's send and receive times; we read those
+//! into the same HdrHistogram as our own generator (round-trip time = rx − tx), so both
+//! clients are reported the same way.
+
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+
+use crate::{
+    generator::new_histogram,
+    netns::{VethPair, netns_command},
+    process::ChildGuard,
+};
+
+/// Fails with the fix if sockperf is not installed.
+pub fn require() -> anyhow::Result<()> {
+    match std::process::Command::new("sockperf")
+        .arg("--version")
+        .output()
+    {
+        Ok(_) => Ok(()),
+        Err(_) => bail!(
+            "sockperf not found: install it with `cargo xtask deps` (Debian package sockperf)"
+        ),
+    }
+}
+
+pub fn start_server(pair: &VethPair, port: u16, cpu: usize) -> anyhow::Result<ChildGuard> {
+    let child = netns_command(&pair.server.netns, "taskset")
+        .args([
+            "-c",
+            &cpu.to_string(),
+            "sockperf",
+            "server",
+            "-i",
+            &pair.server.addr.to_string(),
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting sockperf server")?;
+    Ok(ChildGuard::new("sockperf server", child))
+}
+
+pub struct SockperfResult {
+    pub histogram: Histogram<u64>,
+    pub received: u64,
+    pub sent: u64,
+    pub duration: Duration,
+    pub pid: u32,
+    pub cpu_secs: Option<f64>,
+}
+
+/// Runs `sockperf ping-pong` from the client namespace for `seconds` and reads its full log.
+pub fn ping_pong(
+    pair: &VethPair,
+    port: u16,
+    seconds: u64,
+    payload: usize,
+    cpu: usize,
+    log: &Path,
+    stop: &AtomicBool,
+    on_tick: &mut dyn FnMut(),
+) -> anyhow::Result<SockperfResult> {
+    let child = netns_command(&pair.client.netns, "taskset")
+        .args([
+            "-c",
+            &cpu.to_string(),
+            "sockperf",
+            "ping-pong",
+            "-i",
+            &pair.server.addr.to_string(),
+            "-p",
+            &port.to_string(),
+            "-t",
+            &seconds.to_string(),
+            "--msg-size",
+            &payload.to_string(),
+            "--full-log",
+        ])
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting sockperf ping-pong")?;
+    let mut guard = ChildGuard::new("sockperf ping-pong", child);
+    let pid = guard.pid().unwrap_or(0);
+    let start = Instant::now();
+    let limit = Duration::from_secs(seconds + 15);
+    let mut cpu_secs = None;
+    while !guard.exited() {
+        if stop.load(Ordering::Relaxed) {
+            guard.stop();
+            bail!("interrupted");
+        }
+        if start.elapsed() > limit {
+            guard.stop();
+            bail!("sockperf ping-pong did not finish within {limit:?}");
+        }
+        cpu_secs = crate::machine::process_cpu_secs(pid).or(cpu_secs);
+        on_tick();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = guard.wait()?;
+    if !status.success() {
+        bail!("sockperf ping-pong failed with {status}");
+    }
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let (histogram, first, last) = parse_full_log(&text)?;
+    Ok(SockperfResult {
+        received: histogram.len(),
+        sent: histogram.len(),
+        histogram,
+        duration: Duration::from_secs_f64((last - first).max(1e-6)),
+        pid,
+        cpu_secs,
+    })
+}
+
+/// Rows `packet, txTime, rxTime, rtt/2` (seconds, seconds, µs): returns RTT histogram in ns
+/// and the first and last send times.
+pub fn parse_full_log(text: &str) -> anyhow::Result<(Histogram<u64>, f64, f64)> {
+    let mut h = new_histogram();
+    let (mut first, mut last) = (f64::MAX, 0.0f64);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 4 {
+            continue;
+        }
+        let (Ok(_), Ok(tx), Ok(rx)) = (
+            f[0].parse::<u64>(),
+            f[1].parse::<f64>(),
+            f[2].parse::<f64>(),
+        ) else {
+            continue;
+        };
+        if rx <= 0.0 || rx < tx {
+            continue;
+        }
+        h.saturating_record((((rx - tx) * 1e9) as u64).max(1));
+        first = first.min(tx);
+        last = last.max(rx);
+    }
+    if h.len() == 0 {
+        bail!("sockperf's full log has no samples");
+    }
+    Ok((h, first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_full_log_rows() {
+        let text = "header\n------\n1, 2.000000000, 2.000050000, 25.000\n2, 2.000050010, 2.000090010, 20.000\nbad, line\n";
+        let (h, first, last) = super::parse_full_log(text).unwrap();
+        assert_eq!(h.len(), 2);
+        assert!((h.max() as f64 - 50_000.0).abs() < 100.0);
+        assert!(first == 2.0 && (last - 2.00009001).abs() < 1e-9);
+    }
+}
