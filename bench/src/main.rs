@@ -88,6 +88,20 @@ struct Common {
     /// MTU of the veth pair.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=3000))]
     mtu: u32,
+    /// Core for the server (fastpath's worker or the kernel server); default 1 (0 on one core).
+    #[arg(long, value_name = "CORE")]
+    server_core: Option<usize>,
+    /// Core for the client; default 0.
+    #[arg(long, value_name = "CORE")]
+    client_core: Option<usize>,
+    /// Extra arguments for the fastpath server, e.g. "--idle busy --batch 128".
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    fastpath_args: String,
     /// TX checksum offload on the peer (client) end.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     peer_checksum_offload: String,
@@ -167,6 +181,13 @@ fn settings(c: &Common, out: PathBuf) -> Settings {
         mtu: c.mtu,
         peer_tx_checksum: c.peer_checksum_offload == "on",
         outstanding: c.outstanding,
+        fastpath_args: c
+            .fastpath_args
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        server_core: c.server_core,
+        client_core: c.client_core,
         out,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     }
@@ -217,7 +238,7 @@ fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     for kind in ScenarioKind::ALL {
         let s = settings(&c, base.join(kind.name()));
         let (_, table) = scenario::run(kind, &s, stop)?;
-        print!("{table}\n");
+        println!("{table}");
         tables.push_str(&table);
         tables.push('\n');
     }
@@ -317,6 +338,9 @@ fn demo(duration: u64, stop: &AtomicBool) -> anyhow::Result<()> {
         queues: 1,
         mtu: 1500,
         peer_checksum_offload: "on".into(),
+        fastpath_args: String::new(),
+        server_core: None,
+        client_core: None,
     };
     let (_, table) = scenario::run(ScenarioKind::UdpFlood, &settings(&c, out.clone()), stop)?;
     print!("{table}");

@@ -135,7 +135,7 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
     let mut total = 0u64;
-    if h.len() > 0 {
+    if !h.is_empty() {
         for v in h.iter_quantiles(5) {
             total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
@@ -244,7 +244,7 @@ fn svg_to_png(svg: &Path) -> Option<PathBuf> {
 pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::Result<()> {
     let curves: Vec<(String, Vec<(f64, f64)>)> = series
         .iter()
-        .filter(|s| s.rounds.iter().any(|(h, _)| h.len() > 0))
+        .filter(|s| s.rounds.iter().any(|(h, _)| !h.is_empty()))
         .map(|s| {
             let h = s.merged();
             let points = h
@@ -270,6 +270,7 @@ pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::R
             ("sans-serif", 22),
         )
         .margin(16)
+        .margin_right(48)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d((1.0f64..1_000_000.0f64).log_scale(), 0.0f64..y_max)?;
@@ -333,7 +334,7 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<10} {:<10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<22} {}",
+        "{:<10} {:<10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<22} saturated",
         "client",
         "system",
         "rate/s",
@@ -344,7 +345,6 @@ pub fn table(r: &Report) -> String {
         "p99.99",
         "max",
         "cpu% srv-core/cli-core",
-        "saturated"
     );
     for sum in &r.summary {
         let p = |k: &str| sum.percentiles_us.get(k).copied().unwrap_or(0.0);

@@ -91,6 +91,9 @@ pub struct Settings {
     pub mtu: u32,
     pub peer_tx_checksum: bool,
     pub outstanding: u32,
+    pub fastpath_args: Vec<String>,
+    pub server_core: Option<usize>,
+    pub client_core: Option<usize>,
     #[serde(skip)]
     pub out: PathBuf,
     pub command: String,
@@ -130,17 +133,11 @@ struct Cores {
     client: usize,
 }
 
-fn cores() -> Cores {
-    if online_cores() >= 2 {
-        Cores {
-            server: 1,
-            client: 0,
-        }
-    } else {
-        Cores {
-            server: 0,
-            client: 0,
-        }
+fn cores(s: &Settings) -> Cores {
+    let (server, client) = if online_cores() >= 2 { (1, 0) } else { (0, 0) };
+    Cores {
+        server: s.server_core.unwrap_or(server),
+        client: s.client_core.unwrap_or(client),
     }
 }
 
@@ -178,6 +175,7 @@ fn start_server(
             queues.as_str(),
         ];
         a.extend_from_slice(extra);
+        a.extend(s.fastpath_args.iter().map(String::as_str));
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
     let server = match (kind, system) {
@@ -309,7 +307,7 @@ pub fn run(
         mtu: s.mtu,
         peer_tx_checksum: s.peer_tx_checksum,
     })?;
-    let cores = cores();
+    let cores = cores(s);
     let mut progress = Progress::new(planned_secs(kind, s), kind.name());
     let mut runs = Vec::new();
     let mut series: BTreeMap<(&'static str, &'static str), Series> = BTreeMap::new();
@@ -363,16 +361,16 @@ pub fn run(
                             s.out
                                 .join(format!("sockperf-{}-round{}.csv", system.name(), round));
                         std::fs::create_dir_all(&s.out)?;
-                        let r = sockperf::ping_pong(
-                            &pair,
-                            PORT,
-                            s.duration_secs,
-                            s.payload,
-                            cores.client,
-                            &log,
-                            stop,
-                            &mut || progress.during(started),
-                        )?;
+                        let run = sockperf::PingPong {
+                            port: PORT,
+                            seconds: s.duration_secs,
+                            payload: s.payload,
+                            cpu: cores.client,
+                            log: &log,
+                        };
+                        let r = sockperf::ping_pong(&pair, &run, stop, &mut || {
+                            progress.during(started)
+                        })?;
                         let _ = std::fs::remove_file(&log);
                         (r.histogram, r.sent, r.received, 0, r.duration, r.cpu_secs)
                     }

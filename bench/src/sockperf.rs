@@ -61,17 +61,30 @@ pub struct SockperfResult {
     pub cpu_secs: Option<f64>,
 }
 
-/// Runs `sockperf ping-pong` from the client namespace for `seconds` and reads its full log.
+/// One `sockperf ping-pong` run.
+pub struct PingPong<'a> {
+    pub port: u16,
+    pub seconds: u64,
+    pub payload: usize,
+    pub cpu: usize,
+    /// Where sockperf writes its full log.
+    pub log: &'a Path,
+}
+
+/// Runs `sockperf ping-pong` from the client namespace and reads its full log.
 pub fn ping_pong(
     pair: &VethPair,
-    port: u16,
-    seconds: u64,
-    payload: usize,
-    cpu: usize,
-    log: &Path,
+    run: &PingPong,
     stop: &AtomicBool,
     on_tick: &mut dyn FnMut(),
 ) -> anyhow::Result<SockperfResult> {
+    let PingPong {
+        port,
+        seconds,
+        payload,
+        cpu,
+        log,
+    } = *run;
     let child = netns_command(&pair.client.netns, "taskset")
         .args([
             "-c",
@@ -152,7 +165,7 @@ pub fn parse_full_log(text: &str) -> anyhow::Result<(Histogram<u64>, f64, f64)> 
         first = first.min(tx);
         last = last.max(rx);
     }
-    if h.len() == 0 {
+    if h.is_empty() {
         bail!("sockperf's full log has no samples");
     }
     Ok((h, first, last))

@@ -72,8 +72,9 @@ struct EchoArgs {
     /// AF_XDP bind: zero-copy where the driver supports it, else copy (veth: copy only).
     #[arg(long, value_enum, default_value = "auto")]
     bind: BindMode,
-    /// What a worker does when no frame is waiting. `poll` wins on small machines.
-    #[arg(long, value_enum, default_value = "poll")]
+    /// What a worker does when no frame is waiting (hybrid adapts: spins on a core of its
+    /// own, sleeps on a shared one).
+    #[arg(long, value_enum, default_value = "hybrid")]
     idle: IdleStrategy,
     /// How received UDP checksums are judged (see the README's design section).
     #[arg(long, value_enum, default_value = "accept-partial")]
