@@ -304,10 +304,10 @@ impl FrameHandler for ReflectService {
                 ],
             )
         };
-        if let Ok(mut udp) = UdpPacket::new_checked(&mut frame[L4..]) {
-            if udp.check(src, dst) == ChecksumStatus::Partial {
-                udp.fill_checksum(src, dst);
-            }
+        if let Ok(mut udp) = UdpPacket::new_checked(&mut frame[L4..])
+            && udp.check(src, dst) == ChecksumStatus::Partial
+        {
+            udp.fill_checksum(src, dst);
         }
         c.bump(QueueCounter::Replied);
         Some(len)

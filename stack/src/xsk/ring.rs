@@ -25,7 +25,13 @@ pub(crate) enum Backing {
         not(test),
         expect(dead_code, reason = "only testing::pair builds heap rings")
     )]
-    Heap(Box<[u64]>),
+    Heap(
+        #[cfg_attr(
+            test,
+            expect(dead_code, reason = "held only to keep the ring memory alive")
+        )]
+        Box<[u64]>,
+    ),
 }
 
 // Safety: the mapping is only unmapped in Drop; the raw pointer is not aliased mutably
