@@ -28,7 +28,7 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// deps, build, then every test: unit tests and the end-to-end tests (needs root).
+    /// deps, build, then every test of the default members: unit, end-to-end and bench tests (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -203,7 +203,7 @@ fn cargo() -> Command {
 fn build(release: bool) -> anyhow::Result<()> {
     step(if release { "build (release)" } else { "build" });
     let mut cmd = cargo();
-    cmd.args(["build", "--workspace", "--all-targets"]);
+    cmd.args(["build", "--all-targets"]);
     if release {
         cmd.arg("--release");
     }
