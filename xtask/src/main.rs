@@ -248,7 +248,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     clean_netns()?;
     step("test: unit tests and end-to-end tests");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--no-fail-fast"])
+    cmd.args(["test", "--no-fail-fast"])
         .args(args);
     let result = run(&mut cmd);
     step("check: nothing left behind");
