@@ -248,8 +248,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     clean_netns()?;
     step("test: unit tests and end-to-end tests");
     let mut cmd = cargo();
-    cmd.args(["test", "--no-fail-fast"])
-        .args(args);
+    cmd.args(["test", "--no-fail-fast"]).args(args);
     let result = run(&mut cmd);
     step("check: nothing left behind");
     let out = Command::new("ip").args(["netns", "list"]).output()?;
