@@ -42,8 +42,11 @@ impl Machine {
     }
 }
 
+/// Online CPUs of the machine (not of this thread's affinity mask, which pinning narrows).
 pub fn online_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // Safety: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
 }
 
 /// Busy and total jiffies of each core, from /proc/stat.

@@ -424,11 +424,17 @@ pub fn run(
             cpu: Some(cores.client),
         };
         let sampler = CpuSampler::start(None);
-        let r = generator::run(&socket, &spec, stop)?;
+        // On its own thread: the generator pins the thread it runs on.
+        let r = std::thread::scope(|scope| {
+            scope
+                .spawn(|| generator::run(&socket, &spec, stop))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?;
         let cpu = sampler.finish(Some(r.cpu_time.as_secs_f64()), None, Some(cores.client));
         progress.finish_run(s.duration_secs);
         notes.push(format!(
-            "the client alone generates {:.0} datagrams/s (send-only, nothing answering; client core {:.0}% busy)",
+            "the client alone generates {:.0} datagrams/s (send-only to a port nothing serves, so the kernel drops them on the client's core; client core {:.0}% busy)",
             r.send_rate(),
             cpu.cores.get(&cores.client).copied().unwrap_or(0.0)
         ));
