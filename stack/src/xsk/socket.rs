@@ -280,7 +280,11 @@ impl XskSocket {
 
     /// Gives free frames to the kernel to receive into. Returns how many.
     pub fn refill(&mut self) -> u32 {
-        let n = self.fill.reserve(self.ledger.free_count());
+        let free = self.ledger.free_count();
+        if free == 0 {
+            return 0;
+        }
+        let n = self.fill.reserve(free);
         let frame_size = u64::from(self.umem.frame_size());
         let mut given = 0;
         while given < n {
