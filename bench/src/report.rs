@@ -257,11 +257,10 @@ pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::R
             (format!("{} ({})", s.system, s.client), points)
         })
         .collect();
-    let y_max = curves
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
-        .fold(1.0f64, f64::max)
-        * 1.1;
+    // Log on both axes: the body (tens of µs) and the tail (ms) both stay readable.
+    let ys = || curves.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y));
+    let y_max = ys().fold(1.0f64, f64::max) * 1.5;
+    let y_min = (ys().fold(f64::MAX, f64::min) * 0.7).clamp(0.01, y_max / 10.0);
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -273,13 +272,23 @@ pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::R
         .margin_right(48)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d((1.0f64..1_000_000.0f64).log_scale(), 0.0f64..y_max)?;
+        .build_cartesian_2d(
+            (1.0f64..1_000_000.0f64).log_scale(),
+            (y_min..y_max).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency (µs)")
         .x_labels(7)
         .x_label_formatter(&|x| percentile_label(*x))
+        .y_label_formatter(&|y| {
+            if *y >= 10.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y:.1}")
+            }
+        })
         .draw()?;
     let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
     for (i, (label, points)) in curves.into_iter().enumerate() {
