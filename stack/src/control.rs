@@ -44,6 +44,7 @@ pub struct QueueHandle {
 
 pub struct ControlState {
     pub steering: Arc<Steering>,
+    pub stack: Arc<crate::api::Stack>,
     pub queues: Vec<QueueHandle>,
     pub service: String,
     pub started: Instant,
@@ -218,10 +219,13 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
         "stats" => {
             serde_json::to_writer(&mut out, &state.report())?;
         }
+        "sockets" => {
+            serde_json::to_writer(&mut out, &state.stack.sockets())?;
+        }
         other => {
             serde_json::to_writer(
                 &mut out,
-                &serde_json::json!({ "error": format!("unknown request {other:?}; known: stats") }),
+                &serde_json::json!({ "error": format!("unknown request {other:?}; known: stats, sockets") }),
             )?;
         }
     }
@@ -261,8 +265,8 @@ pub fn locate(explicit: Option<&Path>, iface: Option<&str>) -> anyhow::Result<Pa
     }
 }
 
-/// Asks a running fastpath for its statistics.
-pub fn request_stats(path: &Path) -> anyhow::Result<StatsReport> {
+/// Asks a running fastpath for `request` and parses the answer.
+fn request<T: serde::de::DeserializeOwned>(path: &Path, request: &str) -> anyhow::Result<T> {
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!(
             "no fastpath answers at {} (is it running? start it with `fastpath echo`)",
@@ -270,11 +274,60 @@ pub fn request_stats(path: &Path) -> anyhow::Result<StatsReport> {
         )
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"stats\n")?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply)?;
     serde_json::from_str(&reply)
         .with_context(|| format!("unexpected answer from {}", path.display()))
+}
+
+/// Asks a running fastpath for its sockets.
+pub fn request_sockets(path: &Path) -> anyhow::Result<Vec<crate::api::SocketInfo>> {
+    request(path, "sockets")
+}
+
+/// The `ss`-like table of `fastpath sockets`.
+pub fn render_sockets(rows: &[crate::api::SocketInfo]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>6} {:<5} {:<22} {:<22} {:<10} {:<6} {:<10} {:>8} {:>10} {:>10} {:>10}",
+        "number",
+        "proto",
+        "local",
+        "remote",
+        "state",
+        "worker",
+        "delivery",
+        "queued",
+        "rx",
+        "tx",
+        "drops"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:>6} {:<5} {:<22} {:<22} {:<10} {:<6} {:<10} {:>8} {:>10} {:>10} {:>10}",
+            r.number,
+            r.proto,
+            r.local,
+            r.remote,
+            r.state,
+            r.worker,
+            r.delivery,
+            r.queued_bytes,
+            r.rx,
+            r.tx,
+            r.drops_queue_full
+        );
+    }
+    s
+}
+
+/// Asks a running fastpath for its statistics.
+pub fn request_stats(path: &Path) -> anyhow::Result<StatsReport> {
+    request(path, "stats")
 }
 
 /// The human table of `fastpath stats`.
@@ -329,7 +382,7 @@ pub fn render_table(r: &StatsReport) -> String {
             c("replied"),
             c("drop_malformed"),
             c("drop_checksum"),
-            c("drop_unsteered"),
+            c("drop_no_socket"),
         );
     }
     s

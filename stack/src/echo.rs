@@ -1,5 +1,9 @@
-//! The UDP echo service: returns each datagram's payload to its sender, rewriting the
-//! frame in place (swap MACs, addresses and ports; full IPv4 and UDP checksums).
+//! The UDP echo application and the bench ceiling.
+//!
+//! `EchoApp` is an ordinary application on the socket API (`api`): it runs on the worker
+//! and answers each datagram with itself; `--sockperf` also clears sockperf's client bit,
+//! as `sockperf server` does. The stack around it (`api::Demux`) does the rest: validation,
+//! received checksums, the four-tuple lookup, and the reply's full checksums.
 //!
 //! Received checksums: the IPv4 header checksum is always verified. A kernel peer on a
 //! veth leaves the UDP checksum to TX offload, so the field holds only the pseudo-header
@@ -8,14 +12,9 @@
 //! Replies always carry full checksums: AF_XDP frames get no offload, and a plain swap
 //! was measured to get 0 of 5 replies accepted.
 
-use fastpath_common::{IPPROTO_UDP, layout::ETHERTYPE_IPV4};
-
 use crate::{
-    wire::{
-        ethernet::EthernetFrame,
-        ipv4::Ipv4Packet,
-        udp::{ChecksumStatus, UdpPacket},
-    },
+    udp::{Datagram, UdpHandler, Verdict},
+    wire::udp::{ChecksumStatus, UdpPacket},
     worker::{FrameHandler, LocalCounters, QueueCounter},
 };
 
@@ -31,231 +30,30 @@ pub enum RxChecksum {
     Skip,
 }
 
-/// A set of ports as a 65536-bit map: one load per lookup, no hashing.
-#[derive(Clone)]
-pub struct PortSet(Box<[u64; 1024]>);
-
-impl PortSet {
-    pub fn new(ports: &[u16]) -> Self {
-        let mut bits = Box::new([0u64; 1024]);
-        for &p in ports {
-            bits[usize::from(p) / 64] |= 1 << (p % 64);
-        }
-        Self(bits)
-    }
-
-    #[inline]
-    pub fn contains(&self, port: u16) -> bool {
-        self.0[usize::from(port) / 64] & (1 << (port % 64)) != 0
-    }
-}
-
-#[derive(Clone)]
-pub struct EchoService {
-    ports: PortSet,
-    rx_checksum: RxChecksum,
-    sockperf: bool,
-}
-
 /// Offset of sockperf's 16-bit message flags: after its 8-byte sequence number.
 const SOCKPERF_FLAGS: usize = 8;
 /// sockperf's client bit; `sockperf server` answers a ping by clearing it (0x0003 → 0x0002).
 const SOCKPERF_CLIENT: u16 = 0x0001;
 
-impl EchoService {
-    pub fn new(ports: &[u16], rx_checksum: RxChecksum, sockperf: bool) -> Self {
-        Self {
-            ports: PortSet::new(ports),
-            rx_checksum,
-            sockperf,
-        }
-    }
+/// Answers each datagram with itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EchoApp {
+    /// Clear sockperf's client bit in the reply, as `sockperf server` does.
+    pub sockperf: bool,
 }
 
-impl FrameHandler for EchoService {
-    fn handle(&mut self, frame: &mut [u8], len: usize, c: &mut LocalCounters) -> Option<usize> {
-        let frame = &mut frame[..len];
-        let l3 = match EthernetFrame::new_checked(&*frame) {
-            Ok(eth) if eth.ethertype() == ETHERTYPE_IPV4 => eth.payload_offset(),
-            Ok(_) => {
-                c.bump(QueueCounter::DropUnsteered);
-                return None;
-            }
-            Err(_) => {
-                c.bump(QueueCounter::DropMalformed);
-                return None;
-            }
-        };
-        let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[l3..]) else {
-            c.bump(QueueCounter::DropMalformed);
-            return None;
-        };
-        if !ip.verify_checksum() {
-            c.bump(QueueCounter::DropChecksum);
-            return None;
+impl UdpHandler for EchoApp {
+    #[inline]
+    fn on_datagram(&self, d: &mut Datagram<'_>) -> Verdict {
+        let len = d.payload().len();
+        if self.sockperf
+            && let Some(flags) = d.buffer_mut().get_mut(SOCKPERF_FLAGS..SOCKPERF_FLAGS + 2)
+            && len >= SOCKPERF_FLAGS + 2
+        {
+            let value = u16::from_be_bytes([flags[0], flags[1]]) & !SOCKPERF_CLIENT;
+            flags.copy_from_slice(&value.to_be_bytes());
         }
-        if ip.protocol() != IPPROTO_UDP || ip.is_fragment() {
-            c.bump(QueueCounter::DropUnsteered);
-            return None;
-        }
-        let (src, dst) = (ip.src(), ip.dst());
-        let ip_len = ip.total_len();
-        let Ok(mut udp) = UdpPacket::new_checked(ip.payload_mut()) else {
-            c.bump(QueueCounter::DropMalformed);
-            return None;
-        };
-        if !self.ports.contains(udp.dst_port()) {
-            c.bump(QueueCounter::DropUnsteered);
-            return None;
-        }
-        if self.rx_checksum != RxChecksum::Skip {
-            match udp.check(src, dst) {
-                ChecksumStatus::Valid => {}
-                ChecksumStatus::Absent => c.bump(QueueCounter::ChecksumAbsent),
-                ChecksumStatus::Partial if self.rx_checksum == RxChecksum::AcceptPartial => {
-                    c.bump(QueueCounter::ChecksumPartial)
-                }
-                ChecksumStatus::Partial | ChecksumStatus::Bad => {
-                    c.bump(QueueCounter::DropChecksum);
-                    return None;
-                }
-            }
-        }
-        if self.sockperf {
-            let payload = udp.payload_mut();
-            if let Some(flags) = payload.get_mut(SOCKPERF_FLAGS..SOCKPERF_FLAGS + 2) {
-                let value = u16::from_be_bytes([flags[0], flags[1]]) & !SOCKPERF_CLIENT;
-                flags.copy_from_slice(&value.to_be_bytes());
-            }
-        }
-        udp.swap_ports();
-        udp.fill_checksum(dst, src);
-        ip.swap_addresses();
-        ip.set_ttl(64);
-        ip.fill_checksum();
-        // The frame was validated above, so the Ethernet view cannot fail here.
-        if let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) {
-            eth.swap_addresses();
-        }
-        c.bump(QueueCounter::Replied);
-        // Reply without any Ethernet trailer padding the request carried.
-        Some(l3 + ip_len)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{
-        checksum,
-        ipv4::Ipv4Repr,
-        udp::{UdpPacket, UdpRepr},
-    };
-
-    const CLIENT: [u8; 4] = [198, 18, 0, 2];
-    const SERVER: [u8; 4] = [198, 18, 0, 1];
-
-    fn request(payload: &[u8], dst_port: u16) -> Vec<u8> {
-        let mut f = vec![0xa5u8; 14 + 20 + 8 + payload.len()];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        Ipv4Repr {
-            src: CLIENT,
-            dst: SERVER,
-            protocol: IPPROTO_UDP,
-            payload_len: 8 + payload.len(),
-            ttl: 61,
-        }
-        .emit(&mut f[14..])
-        .unwrap();
-        f[42..].copy_from_slice(payload);
-        UdpRepr {
-            src_port: 40000,
-            dst_port,
-        }
-        .emit(&mut f[34..], payload.len(), CLIENT, SERVER)
-        .unwrap();
-        f
-    }
-
-    fn echo(service: &mut EchoService, f: &mut Vec<u8>) -> (Option<usize>, LocalCounters) {
-        let len = f.len();
-        f.resize(len + 64, 0);
-        let mut c = LocalCounters::default();
-        let r = service.handle(f, len, &mut c);
-        (r, c)
-    }
-
-    #[test]
-    fn echoes_with_swapped_addresses_and_valid_checksums() {
-        let mut s = EchoService::new(&[7000], RxChecksum::AcceptPartial, false);
-        let mut f = request(b"hello", 7000);
-        let (reply, c) = echo(&mut s, &mut f);
-        assert_eq!(reply, Some(14 + 20 + 8 + 5));
-        assert_eq!(c.get(QueueCounter::Replied), 1);
-        assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2]);
-        let ip = Ipv4Packet::new_checked(&f[14..47]).unwrap();
-        assert_eq!((ip.src(), ip.dst()), (SERVER, CLIENT));
-        assert!(ip.verify_checksum());
-        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
-        assert_eq!((udp.src_port(), udp.dst_port()), (7000, 40000));
-        assert_eq!(udp.check(SERVER, CLIENT), ChecksumStatus::Valid);
-        assert_eq!(udp.payload(), b"hello");
-    }
-
-    #[test]
-    fn accepts_an_offloaded_checksum_and_drops_a_bad_one() {
-        let mut s = EchoService::new(&[7000], RxChecksum::AcceptPartial, false);
-        let mut f = request(b"abc", 7000);
-        let pseudo = checksum::fold(checksum::pseudo_header_v4(CLIENT, SERVER, IPPROTO_UDP, 11));
-        f[40..42].copy_from_slice(&pseudo.to_be_bytes());
-        let mut strict_copy = f.clone();
-        let (reply, c) = echo(&mut s, &mut f);
-        assert!(reply.is_some());
-        assert_eq!(c.get(QueueCounter::ChecksumPartial), 1);
-        let mut strict = EchoService::new(&[7000], RxChecksum::Strict, false);
-        assert_eq!(echo(&mut strict, &mut strict_copy).0, None);
-        let mut bad = request(b"abc", 7000);
-        bad[43] ^= 0x40;
-        let (reply, c) = echo(&mut s, &mut bad);
-        assert_eq!((reply, c.get(QueueCounter::DropChecksum)), (None, 1));
-    }
-
-    #[test]
-    fn other_ports_and_truncations_are_counted_drops() {
-        let mut s = EchoService::new(&[7000], RxChecksum::AcceptPartial, false);
-        let mut other = request(b"x", 7001);
-        let (reply, c) = echo(&mut s, &mut other);
-        assert_eq!((reply, c.get(QueueCounter::DropUnsteered)), (None, 1));
-        let full = request(b"0123456789", 7000);
-        for cut in 0..full.len() {
-            let mut f = full[..cut].to_vec();
-            let (reply, c) = echo(&mut s, &mut f);
-            assert_eq!(reply, None, "cut at {cut}");
-            assert_eq!(c.get(QueueCounter::Replied), 0);
-        }
-    }
-
-    #[test]
-    fn sockperf_mode_clears_the_client_bit() {
-        let mut s = EchoService::new(&[11111], RxChecksum::AcceptPartial, true);
-        let mut payload = [0u8; 16];
-        payload[8..10].copy_from_slice(&0x0003u16.to_be_bytes());
-        let mut f = request(&payload, 11111);
-        let (reply, _) = echo(&mut s, &mut f);
-        assert!(reply.is_some());
-        assert_eq!(&f[42 + 8..42 + 10], &0x0002u16.to_be_bytes());
-        let ip = Ipv4Packet::new_checked(&f[14..14 + 20 + 8 + 16]).unwrap();
-        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
-        assert_eq!(udp.check(SERVER, CLIENT), ChecksumStatus::Valid);
-    }
-
-    #[test]
-    fn port_set_membership() {
-        let p = PortSet::new(&[1, 64, 65535]);
-        assert!(p.contains(1) && p.contains(64) && p.contains(65535));
-        assert!(!p.contains(0) && !p.contains(63) && !p.contains(65534));
+        Verdict::Reply(len)
     }
 }
 
@@ -314,19 +112,126 @@ impl FrameHandler for ReflectService {
     }
 }
 
-/// The services a worker can run.
-#[derive(Clone)]
-pub enum Service {
-    Echo(EchoService),
-    Reflect(ReflectService),
-}
+#[cfg(test)]
+mod tests {
+    use fastpath_common::{IPPROTO_UDP, layout::ETHERTYPE_IPV4};
 
-impl FrameHandler for Service {
-    #[inline]
-    fn handle(&mut self, frame: &mut [u8], len: usize, c: &mut LocalCounters) -> Option<usize> {
-        match self {
-            Service::Echo(s) => s.handle(frame, len, c),
-            Service::Reflect(s) => s.handle(frame, len, c),
+    use super::*;
+    use crate::{
+        api::{Demux, Stack},
+        udp::Delivery,
+        wire::{
+            checksum,
+            ipv4::{Ipv4Packet, Ipv4Repr},
+            udp::UdpRepr,
+        },
+    };
+
+    const CLIENT: [u8; 4] = [198, 18, 0, 2];
+    const SERVER: [u8; 4] = [198, 18, 0, 1];
+
+    fn request(payload: &[u8], dst_port: u16) -> Vec<u8> {
+        let mut f = vec![0xa5u8; 14 + 20 + 8 + payload.len()];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        Ipv4Repr {
+            src: CLIENT,
+            dst: SERVER,
+            protocol: IPPROTO_UDP,
+            payload_len: 8 + payload.len(),
+            ttl: 61,
         }
+        .emit(&mut f[14..])
+        .unwrap();
+        f[42..].copy_from_slice(payload);
+        UdpRepr {
+            src_port: 40000,
+            dst_port,
+        }
+        .emit(&mut f[34..], payload.len(), CLIENT, SERVER)
+        .unwrap();
+        f
+    }
+
+    fn echo_stack(sockperf: bool, port: u16) -> Demux {
+        let stack = Stack::detached(1);
+        stack
+            .udp_bind(
+                std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port),
+                None,
+                Delivery::on_worker(EchoApp { sockperf }),
+            )
+            .unwrap();
+        Demux::new(stack, 0)
+    }
+
+    fn echo(d: &mut Demux, f: &mut Vec<u8>) -> (Option<usize>, LocalCounters) {
+        let len = f.len();
+        f.resize(len + 64, 0);
+        let mut c = LocalCounters::default();
+        let r = d.handle(f, len, &mut c);
+        (r, c)
+    }
+
+    #[test]
+    fn echoes_with_swapped_addresses_and_valid_checksums() {
+        let mut d = echo_stack(false, 7000);
+        for size in [0usize, 1, 64, 1400, 1472] {
+            let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            let mut f = request(&payload, 7000);
+            let (reply, c) = echo(&mut d, &mut f);
+            assert_eq!(reply, Some(14 + 20 + 8 + size));
+            assert_eq!(c.get(QueueCounter::Replied), 1);
+            assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2]);
+            let ip = Ipv4Packet::new_checked(&f[14..14 + 28 + size]).unwrap();
+            assert_eq!((ip.src(), ip.dst()), (SERVER, CLIENT));
+            assert!(ip.verify_checksum());
+            let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+            assert_eq!((udp.src_port(), udp.dst_port()), (7000, 40000));
+            assert_eq!(udp.check(SERVER, CLIENT), ChecksumStatus::Valid);
+            assert_eq!(udp.payload(), &payload[..]);
+        }
+    }
+
+    #[test]
+    fn accepts_an_offloaded_checksum_and_drops_a_bad_one() {
+        let mut d = echo_stack(false, 7000);
+        let mut f = request(b"abc", 7000);
+        let pseudo = checksum::fold(checksum::pseudo_header_v4(CLIENT, SERVER, IPPROTO_UDP, 11));
+        f[40..42].copy_from_slice(&pseudo.to_be_bytes());
+        let (reply, c) = echo(&mut d, &mut f);
+        assert!(reply.is_some());
+        assert_eq!(c.get(QueueCounter::ChecksumPartial), 1);
+        let mut bad = request(b"abc", 7000);
+        bad[43] ^= 0x40;
+        let (reply, c) = echo(&mut d, &mut bad);
+        assert_eq!((reply, c.get(QueueCounter::DropChecksum)), (None, 1));
+    }
+
+    #[test]
+    fn truncations_are_counted_drops_never_replies() {
+        let mut d = echo_stack(false, 7000);
+        let full = request(b"0123456789", 7000);
+        for cut in 0..full.len() {
+            let mut f = full[..cut].to_vec();
+            let (reply, c) = echo(&mut d, &mut f);
+            assert_eq!(reply, None, "cut at {cut}");
+            assert_eq!(c.get(QueueCounter::Replied), 0);
+        }
+    }
+
+    #[test]
+    fn sockperf_mode_clears_the_client_bit() {
+        let mut d = echo_stack(true, 11111);
+        let mut payload = [0u8; 16];
+        payload[8..10].copy_from_slice(&0x0003u16.to_be_bytes());
+        let mut f = request(&payload, 11111);
+        let (reply, _) = echo(&mut d, &mut f);
+        assert!(reply.is_some());
+        assert_eq!(&f[42 + 8..42 + 10], &0x0002u16.to_be_bytes());
+        let ip = Ipv4Packet::new_checked(&f[14..14 + 20 + 8 + 16]).unwrap();
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(udp.check(SERVER, CLIENT), ChecksumStatus::Valid);
     }
 }

@@ -1,26 +1,24 @@
 //! The `fastpath` command: parses the command line and starts things.
 
 use std::{
+    net::{Ipv4Addr, SocketAddrV4},
     path::PathBuf,
     process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::atomic::Ordering,
+    time::Duration,
 };
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use fastpath::{
-    control::{self, ControlState, QueueHandle},
-    echo::{EchoService, ReflectService, RxChecksum, Service},
-    steer::{AttachMode, Steering, describe_rule},
-    system,
-    worker::{self, IdleStrategy, QueueShared, WorkerConfig},
-    xsk::{BindMode, XskConfig, XskSocket},
+    api::{Runtime, Stack, StackConfig},
+    control,
+    echo::{EchoApp, RxChecksum},
+    steer::AttachMode,
+    table::SocketNumber,
+    udp::Delivery,
+    worker::IdleStrategy,
+    xsk::BindMode,
 };
-use fastpath_common::{IPPROTO_UDP, RuleKey};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +48,8 @@ enum Command {
     Reflect(EchoArgs),
     /// Show the counters of a running fastpath: XDP outcomes and per-queue ring counters.
     Stats(StatsArgs),
+    /// List the sockets of a running fastpath, like `ss`: number, protocol, local, remote, state.
+    Sockets(StatsArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +63,19 @@ struct EchoArgs {
     /// Serve only datagrams to this destination address (default: any address).
     #[arg(long, value_name = "IPV4")]
     addr: Option<std::net::Ipv4Addr>,
+    /// A connected echo socket: local PORT, answering only REMOTE (IP:PORT). Repeatable.
+    #[arg(long = "udp-peer", value_name = "PORT=IP:PORT", value_parser = parse_peer)]
+    udp_peer: Vec<(u16, SocketAddrV4)>,
+    /// Echo on PORT from an ordinary thread through the thread-safe socket API
+    /// (recv_from/send_to) instead of on the workers. Repeatable.
+    #[arg(long = "udp-thread", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    udp_thread: Vec<u16>,
+    /// Bind PORT with a receive queue that nothing reads (shows queue-full drops). Repeatable.
+    #[arg(long = "udp-sink", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    udp_sink: Vec<u16>,
+    /// Receive queue depth of --udp-thread and --udp-sink sockets, in datagrams.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    queue_depth: u64,
     /// Number of RX queues to serve, one pinned worker each (default: all of the interface's).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     queues: Option<u32>,
@@ -100,6 +113,22 @@ struct EchoArgs {
     /// Stop by itself after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+}
+
+fn parse_peer(s: &str) -> Result<(u16, SocketAddrV4), String> {
+    let (port, remote) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not PORT=IP:PORT (e.g. 7001=198.18.0.2:5000)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port"))?;
+    let remote: SocketAddrV4 = remote
+        .parse()
+        .map_err(|_| format!("{remote:?} is not IP:PORT"))?;
+    if port == 0 || remote.port() == 0 {
+        return Err("ports must be above 0".into());
+    }
+    Ok((port, remote))
 }
 
 fn parse_frame_size(s: &str) -> Result<u32, String> {
@@ -158,6 +187,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo(args, false),
         Command::Reflect(args) => echo(args, true),
         Command::Stats(args) => stats(args),
+        Command::Sockets(args) => sockets(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +197,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sockets(args: StatsArgs) -> anyhow::Result<()> {
+    let path = control::locate(args.control.as_deref(), args.iface.as_deref())?;
+    let rows = control::request_sockets(&path)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", control::render_sockets(&rows));
+    }
+    Ok(())
 }
 
 fn stats(args: StatsArgs) -> anyhow::Result<()> {
@@ -181,150 +222,99 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
 }
 
 fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
-    let ifindex = system::ifindex(&args.iface)?;
-    system::check_privileges()?;
-    let available = system::rx_queue_count(&args.iface);
-    let queues = args.queues.unwrap_or(available);
-    if queues > available {
-        bail!(
-            "{} has {available} RX queue(s) but --queues {queues} was asked; lower --queues (see `ethtool -l {}`)",
-            args.iface,
-            args.iface
-        );
-    }
-    let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
-    let control_path = args
-        .control
-        .clone()
-        .unwrap_or_else(|| control::default_path(&args.iface));
-    let listener = control::claim(&control_path)?;
-
-    let steering = Steering::attach(&args.iface, args.mode)?;
-    log::info!("attached XDP to {} in {:?} mode", args.iface, args.mode);
-
-    let config = XskConfig {
+    let config = StackConfig {
+        iface: args.iface.clone(),
+        queues: args.queues,
+        mode: args.mode,
+        bind: args.bind,
+        idle: args.idle,
+        rx_checksum: args.rx_checksum,
         frame_size: args.frame_size,
-        frame_count: args.frames,
-        ring_size: (args.frames / 2).clamp(64, 4096),
-        bind_mode: args.bind,
+        frames: args.frames,
+        batch: args.batch,
+        cpus: args.cpus.clone(),
+        control: args.control.clone(),
+        reflect,
     };
-    let mut sockets = Vec::new();
-    for queue in 0..queues {
-        let socket = XskSocket::open(ifindex, queue, &config).map_err(|e| {
-            anyhow::anyhow!(
-                "{e}; check that queue {queue} exists on {} and no other AF_XDP socket is bound to it",
-                args.iface
-            )
-        })?;
-        steering.register_socket(queue, &*socket.fd())?;
-        sockets.push(socket);
-    }
-
-    let addr = args.addr.map_or([0; 4], |a| a.octets());
-    let mut rules = Vec::new();
+    let runtime = Runtime::start(config)?;
+    let stack = runtime.stack().clone();
+    let addr = args.addr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let echo = EchoApp {
+        sockperf: args.sockperf,
+    };
+    let mut served = Vec::new();
     for &port in &args.udp {
-        let key = RuleKey::new(IPPROTO_UDP, addr, port);
-        rules.push(steering.add_rule(key)?);
+        let n = stack.udp_bind(
+            SocketAddrV4::new(addr, port),
+            None,
+            Delivery::on_worker(echo),
+        )?;
+        served.push(format!("socket {n}: udp {addr}:{port} echo"));
     }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    for &(port, remote) in &args.udp_peer {
+        let n = stack.udp_bind(
+            SocketAddrV4::new(addr, port),
+            Some(remote),
+            Delivery::on_worker(echo),
+        )?;
+        served.push(format!("socket {n}: udp {addr}:{port} ⇄ {remote} echo"));
     }
-    let service = if reflect {
-        Service::Reflect(ReflectService)
-    } else {
-        Service::Echo(EchoService::new(&args.udp, args.rx_checksum, args.sockperf))
-    };
-    let mut handles = Vec::new();
-    let mut queue_handles = Vec::new();
-    for socket in sockets {
-        let queue = socket.queue();
-        let cpu = args
-            .cpus
-            .get(queue as usize)
-            .copied()
-            .unwrap_or(queue as usize % cores);
-        let shared = Arc::new(QueueShared::default());
-        queue_handles.push(QueueHandle {
-            queue,
-            fd: socket.fd(),
-            shared: shared.clone(),
-            zero_copy: socket.zero_copy(),
-        });
-        log::info!(
-            "queue {queue}: AF_XDP socket ({}) on core {cpu}",
-            if socket.zero_copy() {
-                "zero-copy"
-            } else {
-                "copy"
-            }
+    let depth = args.queue_depth as usize;
+    for &port in &args.udp_sink {
+        let n = stack.udp_bind(
+            SocketAddrV4::new(addr, port),
+            None,
+            Delivery::Queue { depth },
+        )?;
+        served.push(format!("socket {n}: udp {addr}:{port} sink (never read)"));
+    }
+    let stop = runtime.stop_flag();
+    let mut threads = Vec::new();
+    for &port in &args.udp_thread {
+        let n = stack.udp_bind(
+            SocketAddrV4::new(addr, port),
+            None,
+            Delivery::Queue { depth },
+        )?;
+        served.push(format!("socket {n}: udp {addr}:{port} echo from a thread"));
+        let (stack, stop) = (stack.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("echo-{port}"))
+                .spawn(move || thread_echo(&stack, n, &stop))?,
         );
-        let worker_config = WorkerConfig {
-            batch: args.batch,
-            idle: args.idle,
-            cpu: Some(cpu),
-        };
-        handles.push(worker::spawn(
-            socket,
-            service.clone(),
-            shared,
-            stop.clone(),
-            worker_config,
-        )?);
     }
-    let service_name = format!(
-        "udp {}{} on {}",
-        if reflect { "reflect" } else { "echo" },
-        if args.sockperf { " (sockperf)" } else { "" },
-        rules
-            .iter()
-            .map(|r| describe_rule(&r.key()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let state = Arc::new(ControlState {
-        steering: steering.clone(),
-        queues: queue_handles,
-        service: service_name.clone(),
-        started: Instant::now(),
-    });
-    let control_thread =
-        control::serve(listener, control_path.clone(), state.clone(), stop.clone())?;
+    if reflect {
+        served.push("reflect: every steered frame bounced back (no stack)".into());
+    }
     log::info!(
-        "serving {service_name} with {queues} worker(s); stats: fastpath stats --control {}; Ctrl-C stops",
-        control_path.display()
+        "serving {}; stats: fastpath stats --control {}; Ctrl-C stops",
+        served.join(", "),
+        runtime.control_path().display()
     );
-
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    while !stop.load(Ordering::Relaxed) {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            stop.store(true, Ordering::Relaxed);
-            break;
-        }
-        if handles.iter().any(|h| h.is_finished()) {
-            stop.store(true, Ordering::Relaxed);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let summary = runtime.run(args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))))?;
+    for t in threads {
+        let _ = t.join();
     }
-    log::info!("stopping");
-    let mut ledger_errors = 0;
-    for h in handles {
-        match h.join() {
-            Ok(socket) => ledger_errors += socket.ledger_errors(),
-            Err(_) => bail!("a worker panicked"),
-        }
-    }
-    let final_report = state.report();
-    let _ = control_thread.join();
-    drop(rules);
-    let total: u64 = final_report.queues.iter().map(|q| q.rx).sum();
-    log::info!(
-        "stopped: {total} frames received, XDP {:?}, ledger errors {ledger_errors}",
-        final_report.xdp
-    );
+    log::info!("{summary}");
     Ok(())
+}
+
+/// The thread-safe API in use: take each datagram from the socket's queue, send it back.
+fn thread_echo(stack: &Stack, number: SocketNumber, stop: &std::sync::atomic::AtomicBool) {
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        match stack.recv_from(number, &mut buf, Duration::from_millis(100)) {
+            Ok((n, from)) => {
+                if let Err(e) = stack.send_to(number, &buf[..n], from) {
+                    log::warn!("socket {number}: send_to {from}: {e}");
+                }
+            }
+            Err(fastpath::api::ApiError::TimedOut) => {}
+            Err(e) => {
+                log::warn!("socket {number}: {e}");
+                return;
+            }
+        }
+    }
 }

@@ -66,3 +66,48 @@ pub fn rx_queue_count(iface: &str) -> u32 {
         .unwrap_or(1)
         .max(1)
 }
+
+/// The MAC address of `iface`.
+pub fn mac_address(iface: &str) -> anyhow::Result<[u8; 6]> {
+    let path = Path::new("/sys/class/net").join(iface).join("address");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    if parts.len() != 6 {
+        bail!("{iface} has no Ethernet address ({:?})", text.trim());
+    }
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        *byte = u8::from_str_radix(part, 16)?;
+    }
+    Ok(mac)
+}
+
+/// The first IPv4 address of `iface` (SIOCGIFADDR), if it has one.
+pub fn ipv4_address(iface: &str) -> Option<std::net::Ipv4Addr> {
+    // Safety: a plain socket(2) call; closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // Safety: ifreq is plain data; zero is a valid start.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(iface.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = src as libc::c_char;
+    }
+    // Safety: SIOCGIFADDR fills the ifreq we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFADDR, &mut req) };
+    // Safety: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return None;
+    }
+    // Safety: for AF_INET the kernel stored a sockaddr_in in the union.
+    let sin: libc::sockaddr_in =
+        unsafe { std::ptr::read_unaligned(&req.ifr_ifru as *const _ as *const libc::sockaddr_in) };
+    Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+}

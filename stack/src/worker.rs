@@ -52,9 +52,15 @@ pub enum QueueCounter {
     /// Received with only the pseudo-header sum (peer TX checksum offload).
     ChecksumPartial,
     ChecksumAbsent,
+    /// Datagrams to a steered port with no socket for their four-tuple.
+    DropNoSocket,
+    /// Datagrams for a socket whose receive queue was full.
+    DropQueueFull,
+    /// Datagrams sent by applications through `Stack::send_to`.
+    AppTx,
 }
 
-pub const QUEUE_COUNTERS: usize = 12;
+pub const QUEUE_COUNTERS: usize = 15;
 
 impl QueueCounter {
     pub const ALL: [QueueCounter; QUEUE_COUNTERS] = [
@@ -70,6 +76,9 @@ impl QueueCounter {
         QueueCounter::DropUnsteered,
         QueueCounter::ChecksumPartial,
         QueueCounter::ChecksumAbsent,
+        QueueCounter::DropNoSocket,
+        QueueCounter::DropQueueFull,
+        QueueCounter::AppTx,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -86,6 +95,9 @@ impl QueueCounter {
             QueueCounter::DropUnsteered => "drop_unsteered",
             QueueCounter::ChecksumPartial => "csum_partial",
             QueueCounter::ChecksumAbsent => "csum_absent",
+            QueueCounter::DropNoSocket => "drop_no_socket",
+            QueueCounter::DropQueueFull => "drop_queue_full",
+            QueueCounter::AppTx => "app_tx",
         }
     }
 }
@@ -169,6 +181,11 @@ impl QueueShared {
 
 /// An application running on the worker: sees each received frame in place and
 /// returns the length of a reply written over it, or None to drop it.
+/// Fills a frame buffer from its start and returns the frame's length (None: nothing to send).
+pub type FrameWriter<'a> = dyn FnMut(&mut [u8]) -> Option<usize> + 'a;
+/// Queues one new frame for TX, written by the given writer; false when no frame is free.
+pub type Transmit<'a> = dyn FnMut(&mut FrameWriter<'_>) -> bool + 'a;
+
 pub trait FrameHandler: Send {
     fn handle(
         &mut self,
@@ -176,6 +193,11 @@ pub trait FrameHandler: Send {
         len: usize,
         counters: &mut LocalCounters,
     ) -> Option<usize>;
+
+    /// Once per loop: send what applications queued. `transmit(write)` takes a free frame,
+    /// lets `write` fill it (returning its length) and queues it; false when no frame or
+    /// TX slot is free.
+    fn produce(&mut self, _transmit: &mut Transmit<'_>, _counters: &mut LocalCounters) {}
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -184,6 +206,8 @@ pub struct WorkerConfig {
     pub idle: IdleStrategy,
     /// Core to pin to; None leaves the thread unpinned.
     pub cpu: Option<usize>,
+    /// An eventfd that wakes the worker from poll() when applications queue datagrams.
+    pub waker: Option<std::os::fd::RawFd>,
 }
 
 /// How long a poll() may sleep before the stop flag is checked again.
@@ -273,6 +297,7 @@ pub fn spawn<H: FrameHandler + 'static>(
                 local.add(QueueCounter::TxFrames, batch.transmitted.into());
                 local.add(QueueCounter::TxRingFull, batch.tx_full.into());
                 local.add(QueueCounter::InvalidDescs, batch.invalid.into());
+                handler.produce(&mut |write| socket.transmit_new(write), &mut local);
                 if socket.kick_tx() {
                     local.bump(QueueCounter::TxKicks);
                 }
@@ -313,7 +338,7 @@ pub fn spawn<H: FrameHandler + 'static>(
                 }
                 if sleep && !socket.has_pending_tx() {
                     local.bump(QueueCounter::IdleWaits);
-                    socket.wait_readable(POLL_TIMEOUT_MS);
+                    socket.wait_readable(POLL_TIMEOUT_MS, config.waker);
                 } else {
                     socket.kick_rx();
                     std::hint::spin_loop();

@@ -417,15 +417,57 @@ impl XskSocket {
         }
     }
 
-    /// Blocks until a frame may be ready or `timeout_ms` passes.
-    pub fn wait_readable(&self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+    /// Blocks until a frame may be ready, `extra` (an eventfd) is signalled, or
+    /// `timeout_ms` passes.
+    pub fn wait_readable(&self, timeout_ms: i32, extra: Option<RawFd>) {
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: extra.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let n = if extra.is_some() { 2 } else { 1 };
+        // Safety: `n` valid pollfds.
+        unsafe { libc::poll(pfds.as_mut_ptr(), n, timeout_ms) };
+    }
+
+    /// Sends a new frame: takes a free frame, lets `write` fill it from the start and return
+    /// its length, and queues it for TX. False when no frame or TX slot is free (or `write`
+    /// declined), leaving everything as it was.
+    pub fn transmit_new(&mut self, write: &mut crate::worker::FrameWriter<'_>) -> bool {
+        if self.tx.reserve(1) == 0 {
+            return false;
+        }
+        let Some(frame) = self.ledger.take_free(FrameState::InUse) else {
+            return false;
         };
-        // Safety: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let addr = u64::from(frame) * u64::from(self.umem.frame_size());
+        let len = self
+            .umem
+            .frame_mut(addr)
+            .and_then(|buf| write(buf).filter(|&n| n <= buf.len()));
+        let Some(len) = len else {
+            self.ledger.release(frame, FrameState::InUse);
+            return false;
+        };
+        self.tx.write(
+            0,
+            libc::xdp_desc {
+                addr,
+                len: len as u32,
+                options: 0,
+            },
+        );
+        self.ledger
+            .transition(frame, FrameState::InUse, FrameState::Tx);
+        self.tx.submit(1);
+        true
     }
 
     /// Where every frame is right now.
