@@ -869,6 +869,29 @@ mod tests {
     }
 
     #[test]
+    fn a_connected_socket_on_any_local_address_is_found() {
+        let stack = Stack::detached(1);
+        let conn = stack
+            .udp_bind(
+                "0.0.0.0:9000".parse().unwrap(),
+                Some("198.18.0.2:40000".parse().unwrap()),
+                Delivery::Queue { depth: 4 },
+            )
+            .unwrap();
+        let mut d = Demux::new(stack.clone(), 0);
+        let (_, c, _) = deliver(&mut d, frame(9000, b"hi"));
+        assert_eq!(c.get(QueueCounter::DropNoSocket), 0);
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            stack
+                .recv_from(conn, &mut buf, Duration::from_millis(10))
+                .unwrap()
+                .0,
+            2
+        );
+    }
+
+    #[test]
     fn a_stale_number_gets_a_clear_error_even_after_reuse() {
         let stack = Stack::detached(1);
         let old = stack

@@ -58,7 +58,7 @@ struct EchoArgs {
     #[arg(long, short = 'i', value_name = "IF")]
     iface: String,
     /// UDP port to serve (repeat for more). Other ports keep going to the kernel.
-    #[arg(long = "udp", value_name = "PORT", required = true, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long = "udp", value_name = "PORT", allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     udp: Vec<u16>,
     /// Serve only datagrams to this destination address (default: any address).
     #[arg(long, value_name = "IPV4")]
@@ -222,6 +222,15 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
 }
 
 fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
+    if args.udp.is_empty()
+        && args.udp_peer.is_empty()
+        && args.udp_thread.is_empty()
+        && args.udp_sink.is_empty()
+    {
+        anyhow::bail!(
+            "no port to serve: name at least one with --udp PORT (or --udp-peer, --udp-thread, --udp-sink)"
+        );
+    }
     let config = StackConfig {
         iface: args.iface.clone(),
         queues: args.queues,

@@ -171,8 +171,8 @@ impl<V: Clone + Send + Sync> SocketTable<V> {
         }
     }
 
-    /// The socket a datagram from `remote` to `local` belongs to: connected, then bound to
-    /// the address, then bound to the port on any address.
+    /// The socket a datagram from `remote` to `local` belongs to: connected (to this local
+    /// address, then to any), then bound to the address, then bound to the port on any.
     #[inline]
     pub fn lookup(
         &self,
@@ -181,14 +181,11 @@ impl<V: Clone + Send + Sync> SocketTable<V> {
         remote: SocketAddrV4,
     ) -> Option<Entry<V>> {
         let map = self.by_tuple.pin();
+        let any_local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
         map.get(&FourTuple::connected(proto, local, remote))
+            .or_else(|| map.get(&FourTuple::connected(proto, any_local, remote)))
             .or_else(|| map.get(&FourTuple::bound(proto, local)))
-            .or_else(|| {
-                map.get(&FourTuple::bound(
-                    proto,
-                    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()),
-                ))
-            })
+            .or_else(|| map.get(&FourTuple::bound(proto, any_local)))
             .cloned()
     }
 
@@ -297,6 +294,20 @@ mod tests {
             "bound"
         );
         assert!(t.lookup(Protocol::Tcp, addr(1, 53), addr(2, 1)).is_none());
+        // Connected from any local address.
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 99);
+        t.insert(
+            FourTuple::connected(Protocol::Udp, any, addr(2, 5)),
+            |_| "conn-any",
+        )
+        .unwrap();
+        assert_eq!(
+            t.lookup(Protocol::Udp, addr(1, 99), addr(2, 5))
+                .unwrap()
+                .value,
+            "conn-any"
+        );
+        assert!(t.lookup(Protocol::Udp, addr(1, 99), addr(2, 6)).is_none());
     }
 
     #[test]
