@@ -47,6 +47,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the cargo-fuzz targets (stack/fuzz) and run each for a while.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
     /// Delete network namespaces left behind by killed test or bench runs.
     CleanNetns,
 }
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Demo { duration } => demo(duration),
         Task::Bench { args } => bench(&args),
+        Task::Fuzz { seconds, targets } => deps().and_then(|()| fuzz(seconds, &targets)),
         Task::CleanNetns => clean_netns(),
     };
     match result {
@@ -190,6 +199,13 @@ fn deps() -> anyhow::Result<()> {
             .env("PATH", path))
         .context("installing bpf-linker (llvm-config must be LLVM 22: /usr/lib/llvm-22/bin comes first on PATH)")?;
     }
+    step("deps: cargo-fuzz (fuzz targets are built in every test run)");
+    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        eprintln!("    present");
+    } else {
+        eprintln!("    installing (about a minute)");
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
     eprintln!("    deps ready in {:.1}s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -265,6 +281,52 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         );
     }
     eprintln!("    none");
+    step("loom: model-check the socket-number allocator");
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "fastpath",
+            "--release",
+            "--lib",
+            "loom",
+            "--target-dir",
+            "target/loom",
+        ])
+        .env("RUSTFLAGS", "--cfg loom"))?;
+    fuzz(5, &[])
+}
+
+const FUZZ_TARGETS: &[&str] = &[
+    "wire_ethernet",
+    "wire_ipv4",
+    "wire_udp",
+    "wire_tcp",
+    "wire_arp",
+    "echo_frame",
+];
+
+/// Builds every fuzz target, then runs each (or the named ones) for `seconds`.
+fn fuzz(seconds: u64, only: &[String]) -> anyhow::Result<()> {
+    let stack = root().join("stack");
+    step("fuzz: build the targets (nightly, sanitizers)");
+    // The fuzz targets do not need the XDP object.
+    run(Command::new("cargo")
+        .args(["+nightly", "fuzz", "build", "-O"])
+        .current_dir(&stack)
+        .env("AYA_BUILD_SKIP", "1"))?;
+    for target in FUZZ_TARGETS
+        .iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == *t))
+    {
+        step(&format!("fuzz: {target} for {seconds} s"));
+        run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "-O", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .current_dir(&stack)
+            .env("AYA_BUILD_SKIP", "1"))?;
+    }
     Ok(())
 }
 
