@@ -714,7 +714,6 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ipv4::Ipv4Repr;
 
     struct Echo;
     impl crate::udp::UdpHandler for Echo {
@@ -724,32 +723,7 @@ mod tests {
     }
 
     fn frame(dst_port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0xa5u8; 14 + 20 + 8 + payload.len()];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        Ipv4Repr {
-            src: [198, 18, 0, 2],
-            dst: [198, 18, 0, 1],
-            protocol: IPPROTO_UDP,
-            payload_len: 8 + payload.len(),
-            ttl: 64,
-        }
-        .emit(&mut f[14..])
-        .unwrap();
-        f[42..].copy_from_slice(payload);
-        UdpRepr {
-            src_port: 40000,
-            dst_port,
-        }
-        .emit(
-            &mut f[34..],
-            payload.len(),
-            [198, 18, 0, 2],
-            [198, 18, 0, 1],
-        )
-        .unwrap();
-        f
+        crate::wire::testing::udp_request(dst_port, payload)
     }
 
     fn deliver(d: &mut Demux, mut f: Vec<u8>) -> (Option<usize>, LocalCounters, Vec<u8>) {

@@ -114,7 +114,7 @@ impl FrameHandler for ReflectService {
 
 #[cfg(test)]
 mod tests {
-    use fastpath_common::{IPPROTO_UDP, layout::ETHERTYPE_IPV4};
+    use fastpath_common::IPPROTO_UDP;
 
     use super::*;
     use crate::{
@@ -122,36 +122,13 @@ mod tests {
         udp::Delivery,
         wire::{
             checksum,
-            ipv4::{Ipv4Packet, Ipv4Repr},
-            udp::UdpRepr,
+            ipv4::Ipv4Packet,
+            testing::{CLIENT, SERVER},
         },
     };
 
-    const CLIENT: [u8; 4] = [198, 18, 0, 2];
-    const SERVER: [u8; 4] = [198, 18, 0, 1];
-
     fn request(payload: &[u8], dst_port: u16) -> Vec<u8> {
-        let mut f = vec![0xa5u8; 14 + 20 + 8 + payload.len()];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        Ipv4Repr {
-            src: CLIENT,
-            dst: SERVER,
-            protocol: IPPROTO_UDP,
-            payload_len: 8 + payload.len(),
-            ttl: 61,
-        }
-        .emit(&mut f[14..])
-        .unwrap();
-        f[42..].copy_from_slice(payload);
-        UdpRepr {
-            src_port: 40000,
-            dst_port,
-        }
-        .emit(&mut f[34..], payload.len(), CLIENT, SERVER)
-        .unwrap();
-        f
+        crate::wire::testing::udp_request(dst_port, payload)
     }
 
     fn echo_stack(sockperf: bool, port: u16) -> Demux {

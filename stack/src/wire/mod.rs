@@ -9,6 +9,9 @@ pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 /// Why a frame was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
