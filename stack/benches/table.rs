@@ -44,7 +44,7 @@ impl Table for SocketTable<u32> {
         SocketTable::new(fastpath::table::numbers_capacity())
     }
     fn lookup(&self, t: &FourTuple) -> Option<u32> {
-        SocketTable::lookup(self, t.proto, t.local, t.remote).map(|e| e.value)
+        SocketTable::lookup_with(self, t.proto, t.local, t.remote, |e| e.value)
     }
     fn insert(&self, t: FourTuple, v: u32) -> Option<SocketNumber> {
         SocketTable::insert(self, t, |_| v).ok()
@@ -60,6 +60,24 @@ impl Table for Mutex<HashMap<FourTuple, u32>> {
     const NAME: &'static str = "Mutex<HashMap>";
     fn new() -> Self {
         Mutex::new(HashMap::new())
+    }
+    fn lookup(&self, t: &FourTuple) -> Option<u32> {
+        self.lock().unwrap().get(t).copied()
+    }
+    fn insert(&self, t: FourTuple, v: u32) -> Option<SocketNumber> {
+        self.lock().unwrap().insert(t, v);
+        None
+    }
+    fn remove(&self, t: &FourTuple, _: Option<SocketNumber>) {
+        self.lock().unwrap().remove(t);
+    }
+}
+
+/// The same lock with the table's hasher, so the comparison is of structures, not hashers.
+impl Table for Mutex<HashMap<FourTuple, u32, foldhash::quality::RandomState>> {
+    const NAME: &'static str = "Mutex<HashMap> (foldhash)";
+    fn new() -> Self {
+        Mutex::new(HashMap::default())
     }
     fn lookup(&self, t: &FourTuple) -> Option<u32> {
         self.lock().unwrap().get(t).copied()
@@ -156,6 +174,10 @@ fn lookups(c: &mut Criterion) {
             BenchmarkId::new(<Mutex<HashMap<FourTuple, u32>> as Table>::NAME, threads),
             |b| b.iter_custom(|iters| run::<Mutex<HashMap<FourTuple, u32>>>(threads, iters)),
         );
+        type MutexFold = Mutex<HashMap<FourTuple, u32, foldhash::quality::RandomState>>;
+        group.bench_function(BenchmarkId::new(<MutexFold as Table>::NAME, threads), |b| {
+            b.iter_custom(|iters| run::<MutexFold>(threads, iters))
+        });
         group.bench_function(
             BenchmarkId::new(<RwLock<HashMap<FourTuple, u32>> as Table>::NAME, threads),
             |b| b.iter_custom(|iters| run::<RwLock<HashMap<FourTuple, u32>>>(threads, iters)),

@@ -342,6 +342,16 @@ impl Stack {
     }
 }
 
+/// What a socket did with a datagram.
+enum Outcome {
+    /// Queued for a thread (false: the queue was full).
+    Queued(bool),
+    /// The handler took it and answers nothing.
+    Consumed,
+    /// The handler wrote an `n`-byte reply in place.
+    Reply(usize),
+}
+
 /// The worker-side face of the stack: demultiplexes each received frame to its socket.
 pub struct Demux {
     stack: Arc<Stack>,
@@ -396,10 +406,6 @@ impl FrameHandler for Demux {
         };
         let remote = SocketAddrV4::new(src.into(), udp.src_port());
         let local = SocketAddrV4::new(dst.into(), udp.dst_port());
-        let Some(entry) = self.stack.table.lookup(Protocol::Udp, local, remote) else {
-            c.bump(QueueCounter::DropNoSocket);
-            return None;
-        };
         if self.stack.rx_checksum != RxChecksum::Skip {
             match udp.check(src, dst) {
                 ChecksumStatus::Valid => {}
@@ -413,32 +419,45 @@ impl FrameHandler for Demux {
                 }
             }
         }
-        self.stack.neighbors.learn(src, src_mac);
-        let socket = &entry.value;
-        socket.rx.fetch_add(1, Ordering::Relaxed);
         let payload_len = udp.len() - 8;
         let l4 = l3 + ihl;
         let payload_at = l4 + 8;
-        let Some(handler) = &socket.handler else {
-            if !socket.enqueue(remote, &data[payload_at..payload_at + payload_len]) {
-                c.bump(QueueCounter::DropQueueFull);
-            }
-            return None;
-        };
+        self.stack.neighbors.learn(src, src_mac);
         // Room for a reply: the rest of the UMEM frame, within what one UDP datagram may carry.
         let room = (frame.len() - payload_at).min(usize::from(u16::MAX) - ihl - 8);
-        let mut datagram = Datagram::new(
-            entry.number,
-            remote,
-            local,
-            &mut frame[payload_at..payload_at + room],
-            payload_len,
-        );
-        let reply = match handler.on_datagram(&mut datagram) {
-            Verdict::Reply(n) if n <= room => n,
-            _ => return None,
+        // The socket's work runs under the table's guard: no reference count per datagram.
+        let outcome = self
+            .stack
+            .table
+            .lookup_with(Protocol::Udp, local, remote, |entry| {
+                let socket = &entry.value;
+                socket.rx.fetch_add(1, Ordering::Relaxed);
+                let Some(handler) = &socket.handler else {
+                    let payload = &frame[payload_at..payload_at + payload_len];
+                    return Outcome::Queued(socket.enqueue(remote, payload));
+                };
+                let buffer = &mut frame[payload_at..payload_at + room];
+                let mut datagram = Datagram::new(entry.number, remote, local, buffer, payload_len);
+                match handler.on_datagram(&mut datagram) {
+                    Verdict::Reply(n) if n <= room => {
+                        socket.tx.fetch_add(1, Ordering::Relaxed);
+                        Outcome::Reply(n)
+                    }
+                    _ => Outcome::Consumed,
+                }
+            });
+        let reply = match outcome {
+            None => {
+                c.bump(QueueCounter::DropNoSocket);
+                return None;
+            }
+            Some(Outcome::Queued(true) | Outcome::Consumed) => return None,
+            Some(Outcome::Queued(false)) => {
+                c.bump(QueueCounter::DropQueueFull);
+                return None;
+            }
+            Some(Outcome::Reply(n)) => n,
         };
-        socket.tx.fetch_add(1, Ordering::Relaxed);
         c.bump(QueueCounter::Replied);
         // Turn the request into the reply in place.
         let udp_len = 8 + reply;
