@@ -179,3 +179,53 @@ fn a_full_queue_a_missing_socket_and_a_bad_checksum_are_counted_by_reason() {
     );
     assert!(fastpath.log_text().find("panic").is_none());
 }
+
+#[test]
+fn closing_the_last_socket_on_a_port_gives_the_port_back_to_the_kernel() {
+    let pair = veth_pair(VethConfig::default());
+    let fastpath = start_echo(&pair, &["--udp", "7100", "--udp", "7200"]);
+    let close = |n: &str| {
+        Command::new(fastpath_binary().unwrap())
+            .args(["close", n, "--control"])
+            .arg(fastpath.control())
+            .output()
+            .unwrap()
+    };
+    let out = close("1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules: Vec<String> = serde_json::from_value(stats(&fastpath)["rules"].clone()).unwrap();
+    assert_eq!(
+        rules,
+        ["udp *:7200"],
+        "the closed socket's steering rule must be gone"
+    );
+    // The kernel has port 7100 again; fastpath still serves 7200.
+    let kernel = VethPair::in_netns(&pair.server, || {
+        let s = UdpSocket::bind((SERVER_ADDR, 7100)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s
+    });
+    let socket = client_socket(&pair);
+    socket
+        .send_to(b"kernel's now", (SERVER_ADDR, 7100))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = kernel
+        .recv_from(&mut buf)
+        .expect("the kernel socket got nothing");
+    assert_eq!(&buf[..n], b"kernel's now");
+    assert_eq!(
+        round_trip(&socket, 7200, b"still fast").as_deref(),
+        Some(&b"still fast"[..])
+    );
+    // Closing it again is a clear error.
+    let out = close("1");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no socket 1 is open"), "{err}");
+    assert_eq!(sockets_json(&fastpath).len(), 1);
+}

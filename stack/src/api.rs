@@ -84,6 +84,9 @@ pub enum ApiError {
     NotQueued(SocketNumber),
     #[error("timed out")]
     TimedOut,
+    #[error("no socket {0} is open (see `fastpath sockets`)")]
+    NoSuchSocket(u32),
+
     #[error("steering: {0}")]
     Steer(#[from] crate::steer::SteerError),
 }
@@ -230,6 +233,29 @@ impl Stack {
             }
         }
         Ok(number)
+    }
+
+    /// Connects a bound socket: from now on only datagrams from `remote` reach it, and its
+    /// number stays the same.
+    pub fn udp_connect(&self, number: SocketNumber, remote: SocketAddrV4) -> Result<(), ApiError> {
+        let entry = self.table.get(number)?;
+        let tuple = FourTuple::connected(Protocol::Udp, entry.tuple.local, remote);
+        self.table.rekey(number, tuple)?;
+        Ok(())
+    }
+
+    /// Closes the socket the current holder of `number` is (whatever its generation): for
+    /// the operator's `fastpath close N`, who knows numbers as the listing shows them.
+    pub fn close_number(&self, number: u32) -> Result<SocketNumber, ApiError> {
+        let current = self
+            .table
+            .entries()
+            .into_iter()
+            .find(|e| e.number.get() == number)
+            .map(|e| e.number)
+            .ok_or(ApiError::NoSuchSocket(number))?;
+        self.close(current)?;
+        Ok(current)
     }
 
     /// Closes a socket; its steering rule goes when no other socket holds it.
@@ -882,6 +908,38 @@ mod tests {
                 .0,
             2
         );
+    }
+
+    #[test]
+    fn connect_narrows_a_bound_socket() {
+        let stack = Stack::detached(1);
+        let s = stack
+            .udp_bind(
+                "0.0.0.0:9100".parse().unwrap(),
+                None,
+                Delivery::Queue { depth: 4 },
+            )
+            .unwrap();
+        stack
+            .udp_connect(s, "198.18.0.2:1".parse().unwrap())
+            .unwrap();
+        let mut d = Demux::new(stack.clone(), 0);
+        // The test frames come from port 40000, not 1: no socket takes them now.
+        let (_, c, _) = deliver(&mut d, frame(9100, b"x"));
+        assert_eq!(c.get(QueueCounter::DropNoSocket), 1);
+        stack
+            .udp_connect(s, "198.18.0.2:40000".parse().unwrap())
+            .unwrap();
+        let (_, c, _) = deliver(&mut d, frame(9100, b"y"));
+        assert_eq!(c.get(QueueCounter::DropNoSocket), 0);
+        let row = &stack.sockets()[0];
+        assert_eq!(
+            (row.number, row.state.as_str(), row.remote.as_str()),
+            (1, "connected", "198.18.0.2:40000")
+        );
+        assert!(stack.close_number(7).is_err());
+        assert_eq!(stack.close_number(1).unwrap(), s);
+        assert!(stack.sockets().is_empty());
     }
 
     #[test]

@@ -222,10 +222,20 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
         "sockets" => {
             serde_json::to_writer(&mut out, &state.stack.sockets())?;
         }
+        close if close.starts_with("close ") => {
+            let answer = match close["close ".len()..].trim().parse::<u32>() {
+                Ok(n) => match state.stack.close_number(n) {
+                    Ok(s) => serde_json::json!({ "closed": s.get(), "generation": s.generation() }),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                },
+                Err(_) => serde_json::json!({ "error": "close takes a socket number" }),
+            };
+            serde_json::to_writer(&mut out, &answer)?;
+        }
         other => {
             serde_json::to_writer(
                 &mut out,
-                &serde_json::json!({ "error": format!("unknown request {other:?}; known: stats, sockets") }),
+                &serde_json::json!({ "error": format!("unknown request {other:?}; known: stats, sockets, close N") }),
             )?;
         }
     }
@@ -281,7 +291,17 @@ fn request<T: serde::de::DeserializeOwned>(path: &Path, request: &str) -> anyhow
         .with_context(|| format!("unexpected answer from {}", path.display()))
 }
 
+/// Asks a running fastpath to close socket `number`; its error, if any, as the error.
+pub fn request_close(path: &Path, number: u32) -> anyhow::Result<u32> {
+    let answer: serde_json::Value = request(path, &format!("close {number}"))?;
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{e}");
+    }
+    Ok(answer["closed"].as_u64().unwrap_or_default() as u32)
+}
+
 /// Asks a running fastpath for its sockets.
+
 pub fn request_sockets(path: &Path) -> anyhow::Result<Vec<crate::api::SocketInfo>> {
     request(path, "sockets")
 }

@@ -50,6 +50,9 @@ enum Command {
     Stats(StatsArgs),
     /// List the sockets of a running fastpath, like `ss`: number, protocol, local, remote, state.
     Sockets(StatsArgs),
+    /// Close a socket of a running fastpath by number; its steering rule goes with the last
+    /// socket on its port, and the kernel gets that port back.
+    Close(CloseArgs),
 }
 
 #[derive(clap::Args)]
@@ -188,6 +191,7 @@ fn main() -> ExitCode {
         Command::Reflect(args) => echo(args, true),
         Command::Stats(args) => stats(args),
         Command::Sockets(args) => sockets(args),
+        Command::Close(args) => close(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,6 +201,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[derive(clap::Args)]
+struct CloseArgs {
+    /// The socket's number, as `fastpath sockets` shows it.
+    number: u32,
+    #[command(flatten)]
+    target: StatsArgs,
+}
+
+fn close(args: CloseArgs) -> anyhow::Result<()> {
+    let path = control::locate(args.target.control.as_deref(), args.target.iface.as_deref())?;
+    let n = control::request_close(&path, args.number)?;
+    println!("closed socket {n}");
+    Ok(())
 }
 
 fn sockets(args: StatsArgs) -> anyhow::Result<()> {

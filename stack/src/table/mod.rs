@@ -131,6 +131,31 @@ impl<V: Clone + Send + Sync> SocketTable<V> {
         Ok(number)
     }
 
+    /// Moves socket `number` to `tuple`, keeping its number and value (a UDP `connect`
+    /// narrowing a bound socket to one remote). The new tuple must be free.
+    pub fn rekey(&self, number: SocketNumber, tuple: FourTuple) -> Result<(), TableError> {
+        let entry = self.get(number)?;
+        let moved = Entry {
+            number,
+            tuple,
+            value: entry.value.clone(),
+        };
+        if self.by_tuple.pin().try_insert(tuple, moved).is_err() {
+            return Err(TableError::InUse {
+                proto: tuple.proto,
+                local: tuple.local,
+                remote: tuple.remote,
+            });
+        }
+        // From here both tuples lead to the socket; then the old one goes.
+        let _ = self
+            .by_tuple
+            .pin()
+            .remove_if(&entry.tuple, |_, e| e.number == number);
+        self.by_number.pin().insert(number.get(), (number, tuple));
+        Ok(())
+    }
+
     /// Removes the socket `number` names; a stale number (closed, maybe reused) is an error
     /// and leaves the table untouched.
     pub fn remove(&self, number: SocketNumber) -> Result<Entry<V>, TableError> {
@@ -341,6 +366,42 @@ mod tests {
             .insert(FourTuple::bound(Protocol::Udp, addr(1, 8)), |_| 3)
             .unwrap();
         assert_eq!(next.get(), 2);
+    }
+
+    #[test]
+    fn rekey_narrows_a_bound_socket_and_keeps_its_number() {
+        let t = SocketTable::new(64);
+        let n = t
+            .insert(FourTuple::bound(Protocol::Udp, addr(1, 7)), |_| "s")
+            .unwrap();
+        t.rekey(
+            n,
+            FourTuple::connected(Protocol::Udp, addr(1, 7), addr(2, 9)),
+        )
+        .unwrap();
+        assert_eq!(
+            t.lookup(Protocol::Udp, addr(1, 7), addr(2, 9))
+                .unwrap()
+                .number,
+            n
+        );
+        assert!(
+            t.lookup(Protocol::Udp, addr(1, 7), addr(2, 10)).is_none(),
+            "no longer bound"
+        );
+        assert!(t.get(n).unwrap().tuple.is_connected());
+        let other = t
+            .insert(FourTuple::bound(Protocol::Udp, addr(1, 8)), |_| "o")
+            .unwrap();
+        assert!(matches!(
+            t.rekey(
+                other,
+                FourTuple::connected(Protocol::Udp, addr(1, 7), addr(2, 9))
+            ),
+            Err(TableError::InUse { .. })
+        ));
+        t.remove(n).unwrap();
+        assert!(t.lookup(Protocol::Udp, addr(1, 7), addr(2, 9)).is_none());
     }
 
     #[test]
