@@ -301,7 +301,6 @@ pub fn request_close(path: &Path, number: u32) -> anyhow::Result<u32> {
 }
 
 /// Asks a running fastpath for its sockets.
-
 pub fn request_sockets(path: &Path) -> anyhow::Result<Vec<crate::api::SocketInfo>> {
     request(path, "sockets")
 }
