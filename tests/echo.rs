@@ -155,3 +155,35 @@ fn two_services_each_get_only_their_own_port() {
     assert!(rules.contains(&"udp *:5353".to_string()) && rules.contains(&"udp *:7777".to_string()));
     assert_eq!(rules.len(), 2, "{rules:?}");
 }
+
+#[test]
+fn a_frame_larger_than_a_umem_frame_shows_in_rx_dropped() {
+    // MTU 3000, 2048-byte frames: a 2500-byte datagram is steered but cannot fit.
+    let pair = veth_pair(VethConfig {
+        mtu: 3000,
+        ..VethConfig::default()
+    });
+    let fastpath = start_echo(&pair, &["--udp", "7000", "--frame-size", "2048"]);
+    let socket = client_socket(&pair);
+    assert_eq!(
+        round_trip(&socket, 7000, &pattern(1000, 1)),
+        Some(pattern(1000, 1))
+    );
+    socket
+        .send_to(&pattern(2500, 2), (SERVER_ADDR, 7000))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "an oversized frame cannot be echoed"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || queue_counter(
+            &stats(&fastpath),
+            0,
+            "rx_dropped"
+        ) >= 1),
+        "the drop must show in rx_dropped: {}",
+        stats(&fastpath)
+    );
+}
