@@ -122,12 +122,6 @@ impl Waker {
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
-
-    pub fn clear(&self) {
-        let mut v = 0u64;
-        // Safety: reads 8 bytes into a live u64; non-blocking.
-        unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    }
 }
 
 /// The interface the stack is attached to.
@@ -507,8 +501,9 @@ impl FrameHandler for Demux {
         let Some(link) = self.stack.link.as_ref() else {
             return;
         };
-        let (queue, waker) = &self.stack.tx[self.worker % self.stack.tx.len()];
-        waker.clear();
+        // Lock-free pops only: the worker drains the eventfd after a sleep, not here.
+        let (queue, _) = &self.stack.tx[self.worker % self.stack.tx.len()];
+
         for _ in 0..64 {
             let Some(req) = self.pending.take().or_else(|| queue.pop()) else {
                 return;

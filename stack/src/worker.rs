@@ -339,6 +339,9 @@ pub fn spawn<H: FrameHandler + 'static>(
                 if sleep && !socket.has_pending_tx() {
                     local.bump(QueueCounter::IdleWaits);
                     socket.wait_readable(POLL_TIMEOUT_MS, config.waker);
+                    if let Some(fd) = config.waker {
+                        drain_eventfd(fd);
+                    }
                 } else {
                     socket.kick_rx();
                     std::hint::spin_loop();
@@ -356,6 +359,13 @@ pub fn spawn<H: FrameHandler + 'static>(
             shared.publish(&local, &socket);
             socket
         })
+}
+
+/// Resets an eventfd that woke us (non-blocking; nothing to read is fine).
+fn drain_eventfd(fd: std::os::fd::RawFd) {
+    let mut value = 0u64;
+    // Safety: reads 8 bytes into a live u64 from a non-blocking eventfd.
+    unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
 }
 
 fn socket_batch(batch: u32) -> u32 {
