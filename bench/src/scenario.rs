@@ -165,48 +165,31 @@ fn start_server(
     let port = PORT.to_string();
     let cpu_arg = cpu.to_string();
     let queues = s.queues.to_string();
-    let fp_args = |extra: &[&'static str]| {
-        let mut a = vec![
-            "--udp",
-            port.as_str(),
-            "--cpus",
-            cpu_arg.as_str(),
-            "--queues",
-            queues.as_str(),
-        ];
-        a.extend_from_slice(extra);
-        a.extend(s.fastpath_args.iter().map(String::as_str));
-        a.into_iter().map(String::from).collect::<Vec<_>>()
+    // fastpath's subcommand and extra flags for the systems it plays.
+    let fastpath = match (kind, system) {
+        (ScenarioKind::UdpPingpong, System::Fastpath) => Some(("echo", Some("--sockperf"))),
+        (_, System::Fastpath) => Some(("echo", None)),
+        (_, System::Ceiling) => Some(("reflect", None)),
+        (_, System::Kernel) => None,
     };
-    let server = match (kind, system) {
-        (ScenarioKind::UdpPingpong, System::Fastpath) => {
-            let a = fp_args(&["--sockperf"]);
-            Server::Fastpath(FastpathProcess::start(
-                pair,
-                "echo",
-                &a.iter().map(String::as_str).collect::<Vec<_>>(),
-            )?)
+    let server = match (kind, system, fastpath) {
+        (_, _, Some((command, flag))) => {
+            let mut args = vec![
+                "--udp",
+                port.as_str(),
+                "--cpus",
+                cpu_arg.as_str(),
+                "--queues",
+                queues.as_str(),
+            ];
+            args.extend(flag);
+            args.extend(s.fastpath_args.iter().map(String::as_str));
+            Server::Fastpath(FastpathProcess::start(pair, command, &args)?)
         }
-        (_, System::Fastpath) => {
-            let a = fp_args(&[]);
-            Server::Fastpath(FastpathProcess::start(
-                pair,
-                "echo",
-                &a.iter().map(String::as_str).collect::<Vec<_>>(),
-            )?)
-        }
-        (_, System::Ceiling) => {
-            let a = fp_args(&[]);
-            Server::Fastpath(FastpathProcess::start(
-                pair,
-                "reflect",
-                &a.iter().map(String::as_str).collect::<Vec<_>>(),
-            )?)
-        }
-        (ScenarioKind::UdpPingpong, System::Kernel) => {
+        (ScenarioKind::UdpPingpong, _, None) => {
             Server::Child(sockperf::start_server(pair, PORT, cpu)?)
         }
-        (_, System::Kernel) => {
+        (_, _, None) => {
             let me = sibling_binary("fastpath-bench")?;
             let child = netns_command(&pair.server.netns, me.to_str().context("non-UTF-8 path")?)
                 .args([

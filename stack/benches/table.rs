@@ -56,26 +56,25 @@ impl Table for SocketTable<u32> {
     }
 }
 
-impl Table for Mutex<HashMap<FourTuple, u32>> {
-    const NAME: &'static str = "Mutex<HashMap>";
-    fn new() -> Self {
-        Mutex::new(HashMap::new())
-    }
-    fn lookup(&self, t: &FourTuple) -> Option<u32> {
-        self.lock().unwrap().get(t).copied()
-    }
-    fn insert(&self, t: FourTuple, v: u32) -> Option<SocketNumber> {
-        self.lock().unwrap().insert(t, v);
-        None
-    }
-    fn remove(&self, t: &FourTuple, _: Option<SocketNumber>) {
-        self.lock().unwrap().remove(t);
-    }
+/// Names the hasher in a baseline's label.
+trait HasherName {
+    const LABEL: &'static str;
 }
 
-/// The same lock with the table's hasher, so the comparison is of structures, not hashers.
-impl Table for Mutex<HashMap<FourTuple, u32, foldhash::quality::RandomState>> {
-    const NAME: &'static str = "Mutex<HashMap> (foldhash)";
+impl HasherName for std::hash::RandomState {
+    const LABEL: &'static str = "Mutex<HashMap>";
+}
+
+/// The table's own hasher, so the comparison is of structures, not hashers.
+impl HasherName for foldhash::quality::RandomState {
+    const LABEL: &'static str = "Mutex<HashMap> (foldhash)";
+}
+
+impl<S> Table for Mutex<HashMap<FourTuple, u32, S>>
+where
+    S: HasherName + std::hash::BuildHasher + Default + Send + Sync + 'static,
+{
+    const NAME: &'static str = S::LABEL;
     fn new() -> Self {
         Mutex::new(HashMap::default())
     }
