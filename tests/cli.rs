@@ -142,6 +142,7 @@ fn stats_prints_a_table_and_json() {
         "fill_empty",
         "tx_full",
         "rx_dropped",
+        "queue_full",
         "udp *:7000",
     ] {
         assert!(

@@ -313,6 +313,14 @@ fn demo(duration: u64, stop: &AtomicBool) -> anyhow::Result<()> {
             "FAILED"
         }
     );
+    let sockets = std::process::Command::new(fastpath_binary()?)
+        .args(["sockets", "--control"])
+        .arg(fastpath.control())
+        .output()?;
+    println!(
+        "\n$ fastpath sockets\n{}",
+        String::from_utf8_lossy(&sockets.stdout)
+    );
     let stats = std::process::Command::new(fastpath_binary()?)
         .args(["stats", "--control"])
         .arg(fastpath.control())

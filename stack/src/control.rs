@@ -373,7 +373,7 @@ pub fn render_table(r: &StatsReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{:>5} {:>4} {:>12} {:>12} {:>10} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "\n{:>5} {:>4} {:>12} {:>12} {:>10} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
         "queue",
         "cpu",
         "rx",
@@ -384,13 +384,14 @@ pub fn render_table(r: &StatsReport) -> String {
         "replied",
         "malformed",
         "checksum",
-        "unsteered"
+        "no_socket",
+        "queue_full"
     );
     for q in &r.queues {
         let c = |k: &str| q.counters.get(k).copied().unwrap_or(0);
         let _ = writeln!(
             s,
-            "{:>5} {:>4} {:>12} {:>12} {:>10} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9}",
+            "{:>5} {:>4} {:>12} {:>12} {:>10} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
             q.queue,
             q.cpu.map_or("-".to_string(), |c| c.to_string()),
             q.rx,
@@ -402,6 +403,7 @@ pub fn render_table(r: &StatsReport) -> String {
             c("drop_malformed"),
             c("drop_checksum"),
             c("drop_no_socket"),
+            c("drop_queue_full"),
         );
     }
     s
