@@ -210,7 +210,7 @@ impl Stack {
             None => FourTuple::bound(Protocol::Udp, local),
         };
         let number = self.table.insert(tuple, |_| {
-            Arc::new(UdpSocketState::new(local, remote, &delivery))
+            Arc::new(UdpSocketState::new(local, remote, &delivery, self.tx.len()))
         })?;
         if let Some(link) = &self.link {
             let key = RuleKey::new(IPPROTO_UDP, local.ip().octets(), local.port());
@@ -293,7 +293,7 @@ impl Stack {
                 payload: buf,
             })
             .map_err(|_| ApiError::TxQueueFull)?;
-        entry.value.tx.fetch_add(1, Ordering::Relaxed);
+        entry.value.count_app_tx();
         waker.wake();
         Ok(())
     }
@@ -350,8 +350,8 @@ impl Stack {
                 worker: "all".into(),
                 delivery: e.value.delivery_name().into(),
                 queued_bytes: e.value.queued_bytes(),
-                rx: e.value.rx.load(Ordering::Relaxed),
-                tx: e.value.tx.load(Ordering::Relaxed),
+                rx: e.value.traffic().0,
+                tx: e.value.traffic().1,
                 drops_queue_full: e.value.drops_queue_full.load(Ordering::Relaxed),
             })
             .collect()
@@ -446,12 +446,13 @@ impl FrameHandler for Demux {
         // Room for a reply: the rest of the UMEM frame, within what one UDP datagram may carry.
         let room = (frame.len() - payload_at).min(usize::from(u16::MAX) - ihl - 8);
         // The socket's work runs under the table's guard: no reference count per datagram.
+        let worker = self.worker;
         let outcome = self
             .stack
             .table
             .lookup_with(Protocol::Udp, local, remote, |entry| {
                 let socket = &entry.value;
-                socket.rx.fetch_add(1, Ordering::Relaxed);
+                socket.count_rx(worker);
                 let Some(handler) = &socket.handler else {
                     let payload = &frame[payload_at..payload_at + payload_len];
                     return Outcome::Queued(socket.enqueue(remote, payload));
@@ -460,7 +461,8 @@ impl FrameHandler for Demux {
                 let mut datagram = Datagram::new(entry.number, remote, local, buffer, payload_len);
                 match handler.on_datagram(&mut datagram) {
                     Verdict::Reply(n) if n <= room => {
-                        socket.tx.fetch_add(1, Ordering::Relaxed);
+                        socket.count_tx(worker);
+
                         Outcome::Reply(n)
                     }
                     _ => Outcome::Consumed,

@@ -82,6 +82,14 @@ impl Delivery {
     }
 }
 
+/// One worker's counts for one socket, on a cache line of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct TrafficSlot {
+    rx: AtomicU64,
+    tx: AtomicU64,
+}
+
 /// Largest datagram payload a queued socket keeps (a 1500-byte MTU's worth, and then some).
 pub const QUEUE_BUFFER: usize = 2048;
 
@@ -92,8 +100,8 @@ pub struct UdpSocketState {
     pub handler: Option<Arc<dyn UdpHandler>>,
     queue: Option<ArrayQueue<(SocketAddrV4, Vec<u8>)>>,
     pool: ArrayQueue<Vec<u8>>,
-    pub rx: AtomicU64,
-    pub tx: AtomicU64,
+    /// Datagrams received and sent, one slot per worker plus one for application threads.
+    traffic: Box<[TrafficSlot]>,
     pub drops_queue_full: AtomicU64,
     queued_bytes: AtomicU64,
     /// The steering rule this socket holds; released on close.
@@ -101,10 +109,12 @@ pub struct UdpSocketState {
 }
 
 impl UdpSocketState {
+    /// `workers`: how many workers may serve the socket (each gets its own counter slot).
     pub(crate) fn new(
         local: SocketAddrV4,
         remote: Option<SocketAddrV4>,
         delivery: &Delivery,
+        workers: usize,
     ) -> Self {
         let (handler, queue, pool) = match delivery {
             Delivery::OnWorker(h) => (Some(h.clone()), None, ArrayQueue::new(1)),
@@ -123,8 +133,7 @@ impl UdpSocketState {
             handler,
             queue,
             pool,
-            rx: AtomicU64::new(0),
-            tx: AtomicU64::new(0),
+            traffic: (0..=workers).map(|_| TrafficSlot::default()).collect(),
             drops_queue_full: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             rule: Mutex::new(None),
@@ -164,6 +173,42 @@ impl UdpSocketState {
         Some((n, from))
     }
 
+    /// Counts a datagram received by `worker` (its own slot: a load and a store, no
+    /// read-modify-write, no cache line shared with another worker).
+    #[inline]
+    pub(crate) fn count_rx(&self, worker: usize) {
+        if let Some(slot) = self.traffic.get(worker) {
+            slot.rx
+                .store(slot.rx.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a reply sent by `worker` on the worker.
+    #[inline]
+    pub(crate) fn count_tx(&self, worker: usize) {
+        if let Some(slot) = self.traffic.get(worker) {
+            slot.tx
+                .store(slot.tx.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a datagram sent from an application thread (any number of them: an atomic add).
+    pub(crate) fn count_app_tx(&self) {
+        if let Some(slot) = self.traffic.last() {
+            slot.tx.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (received, sent) over all slots.
+    pub fn traffic(&self) -> (u64, u64) {
+        self.traffic.iter().fold((0, 0), |(rx, tx), s| {
+            (
+                rx + s.rx.load(Ordering::Relaxed),
+                tx + s.tx.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     pub fn queued_bytes(&self) -> u64 {
         self.queued_bytes.load(Ordering::Relaxed)
     }
@@ -187,7 +232,9 @@ mod tests {
             "198.18.0.1:7".parse().unwrap(),
             None,
             &Delivery::Queue { depth: 2 },
+            1,
         );
+
         let from: SocketAddrV4 = "198.18.0.2:9".parse().unwrap();
         assert!(s.enqueue(from, b"one"));
         assert!(s.enqueue(from, b"two"));
