@@ -63,7 +63,7 @@ use crate::{
     },
     worker::{
         self, FrameHandler, IdleStrategy, LocalCounters, QueueCounter, QueueShared, Transmit,
-        WorkerConfig,
+        TxResult, WorkerConfig,
     },
     xsk::{BindMode, XskConfig, XskSocket},
 };
@@ -86,6 +86,8 @@ pub enum ApiError {
     TimedOut,
     #[error("no socket {0} is open (see `fastpath sockets`)")]
     NoSuchSocket(u32),
+    #[error("a {len}-byte datagram does not fit the link: at most {max} bytes of UDP payload")]
+    TooBig { len: usize, max: usize },
 
     #[error("steering: {0}")]
     Steer(#[from] crate::steer::SteerError),
@@ -130,6 +132,18 @@ pub struct Link {
     pub ifindex: u32,
     pub mac: MacAddr,
     pub addr: Ipv4Addr,
+    pub mtu: u32,
+}
+
+impl Link {
+    /// The largest UDP payload one unfragmented IPv4 packet carries on this link.
+    pub fn max_payload(&self) -> usize {
+        max_payload(self.mtu)
+    }
+}
+
+fn max_payload(mtu: u32) -> usize {
+    (mtu as usize).saturating_sub(20 + 8)
 }
 
 /// One row of `fastpath sockets`.
@@ -273,6 +287,12 @@ impl Stack {
     ) -> Result<(), ApiError> {
         let entry = self.table.get(number)?;
         let link = self.link.as_ref().ok_or(ApiError::NotAttached)?;
+        if payload.len() > link.max_payload() {
+            return Err(ApiError::TooBig {
+                len: payload.len(),
+                max: link.max_payload(),
+            });
+        }
         let src_ip = match *entry.tuple.local.ip() {
             ip if ip.is_unspecified() => link.addr,
             ip => ip,
@@ -443,8 +463,12 @@ impl FrameHandler for Demux {
         let l4 = l3 + ihl;
         let payload_at = l4 + 8;
         self.stack.neighbors.learn(src, src_mac);
-        // Room for a reply: the rest of the UMEM frame, within what one UDP datagram may carry.
-        let room = (frame.len() - payload_at).min(usize::from(u16::MAX) - ihl - 8);
+        // Room for a reply: what the link's MTU allows (never less than the request, which
+        // the frame holds), within the UMEM frame.
+        let link_mtu = self.stack.link.as_ref().map_or(1500, |l| l.mtu);
+        let mtu_payload = max_payload(link_mtu).saturating_sub(ihl - 20);
+        let room = (frame.len() - payload_at).min(mtu_payload.max(payload_len));
+
         // The socket's work runs under the table's guard: no reference count per datagram.
         let worker = self.worker;
         let outcome = self
@@ -510,13 +534,16 @@ impl FrameHandler for Demux {
             let Some(req) = self.pending.take().or_else(|| queue.pop()) else {
                 return;
             };
-            let sent = transmit(&mut |buf: &mut [u8]| build_udp_frame(buf, link.mac, &req));
-            if !sent {
-                // No free frame or TX slot now: keep it for the next batch.
-                self.pending = Some(req);
-                return;
+            match transmit(&mut |buf: &mut [u8]| build_udp_frame(buf, link.mac, &req)) {
+                TxResult::Sent => c.bump(QueueCounter::AppTx),
+                TxResult::Full => {
+                    // No free frame or TX slot now: keep it for the next batch.
+                    self.pending = Some(req);
+                    return;
+                }
+                // It cannot be written into a frame (larger than a UMEM frame): drop it.
+                TxResult::Declined => c.bump(QueueCounter::DropTooBig),
             }
-            c.bump(QueueCounter::AppTx);
             let _ = self.stack.tx_pool.push(req.payload);
         }
     }
@@ -627,6 +654,7 @@ impl Runtime {
             ifindex,
             mac: system::mac_address(&cfg.iface)?,
             addr: system::ipv4_address(&cfg.iface).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            mtu: system::mtu(&cfg.iface),
         };
         let stack = Arc::new(Stack::build(Some(link), queues as usize, cfg.rx_checksum)?);
         let xsk = XskConfig {

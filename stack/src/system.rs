@@ -54,7 +54,16 @@ pub fn ifindex(iface: &str) -> anyhow::Result<u32> {
     Ok(index)
 }
 
+/// The MTU of `iface` (1500 if it cannot be read).
+pub fn mtu(iface: &str) -> u32 {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(iface).join("mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1500)
+}
+
 /// The number of active RX queues of `iface` (its rx-N entries in sysfs).
+
 pub fn rx_queue_count(iface: &str) -> u32 {
     let dir = Path::new("/sys/class/net").join(iface).join("queues");
     std::fs::read_dir(dir)

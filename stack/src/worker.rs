@@ -16,6 +16,7 @@ use std::{
 };
 
 use crate::xsk::{FrameCounts, XskSocket};
+pub use crate::xsk::{FrameWriter, TxResult};
 
 /// What a worker does when a batch comes back empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -58,9 +59,11 @@ pub enum QueueCounter {
     DropQueueFull,
     /// Datagrams sent by applications through `Stack::send_to`.
     AppTx,
+    /// Application datagrams too large for a UMEM frame.
+    DropTooBig,
 }
 
-pub const QUEUE_COUNTERS: usize = 15;
+pub const QUEUE_COUNTERS: usize = 16;
 
 impl QueueCounter {
     pub const ALL: [QueueCounter; QUEUE_COUNTERS] = [
@@ -79,6 +82,7 @@ impl QueueCounter {
         QueueCounter::DropNoSocket,
         QueueCounter::DropQueueFull,
         QueueCounter::AppTx,
+        QueueCounter::DropTooBig,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -98,6 +102,7 @@ impl QueueCounter {
             QueueCounter::DropNoSocket => "drop_no_socket",
             QueueCounter::DropQueueFull => "drop_queue_full",
             QueueCounter::AppTx => "app_tx",
+            QueueCounter::DropTooBig => "drop_too_big",
         }
     }
 }
@@ -181,10 +186,8 @@ impl QueueShared {
 
 /// An application running on the worker: sees each received frame in place and
 /// returns the length of a reply written over it, or None to drop it.
-/// Fills a frame buffer from its start and returns the frame's length (None: nothing to send).
-pub type FrameWriter<'a> = dyn FnMut(&mut [u8]) -> Option<usize> + 'a;
-/// Queues one new frame for TX, written by the given writer; false when no frame is free.
-pub type Transmit<'a> = dyn FnMut(&mut FrameWriter<'_>) -> bool + 'a;
+/// Queues one new frame for TX, written by the given writer.
+pub type Transmit<'a> = dyn FnMut(&mut FrameWriter<'_>) -> TxResult + 'a;
 
 pub trait FrameHandler: Send {
     fn handle(

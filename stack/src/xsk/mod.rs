@@ -7,5 +7,8 @@ pub mod ring;
 pub mod socket;
 pub mod umem;
 
-pub use socket::{BindMode, KernelXskStats, RxBatch, XskConfig, XskError, XskSocket, kernel_stats};
+pub use socket::{
+    BindMode, FrameWriter, KernelXskStats, RxBatch, TxResult, XskConfig, XskError, XskSocket,
+    kernel_stats,
+};
 pub use umem::{FrameCounts, FrameLedger, FrameState, Umem};

@@ -60,6 +60,19 @@ pub struct KernelXskStats {
     pub tx_ring_empty_descs: u64,
 }
 
+/// Fills a frame buffer from its start and returns the frame's length (None: it cannot).
+pub type FrameWriter<'a> = dyn FnMut(&mut [u8]) -> Option<usize> + 'a;
+
+/// What became of a frame an application wanted to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxResult {
+    Sent,
+    /// No free frame or TX slot now; try again later.
+    Full,
+    /// The writer could not fit it into a frame; trying again will not help.
+    Declined,
+}
+
 /// What one `receive` call did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RxBatch {
@@ -438,14 +451,14 @@ impl XskSocket {
     }
 
     /// Sends a new frame: takes a free frame, lets `write` fill it from the start and return
-    /// its length, and queues it for TX. False when no frame or TX slot is free (or `write`
-    /// declined), leaving everything as it was.
-    pub fn transmit_new(&mut self, write: &mut crate::worker::FrameWriter<'_>) -> bool {
+    /// its length, and queues it for TX. `Full` when no frame or TX slot is free, `Declined`
+    /// when `write` could not fill one; either way everything is left as it was.
+    pub fn transmit_new(&mut self, write: &mut FrameWriter<'_>) -> TxResult {
         if self.tx.reserve(1) == 0 {
-            return false;
+            return TxResult::Full;
         }
         let Some(frame) = self.ledger.take_free(FrameState::InUse) else {
-            return false;
+            return TxResult::Full;
         };
         let addr = u64::from(frame) * u64::from(self.umem.frame_size());
         let len = self
@@ -454,7 +467,7 @@ impl XskSocket {
             .and_then(|buf| write(buf).filter(|&n| n <= buf.len()));
         let Some(len) = len else {
             self.ledger.release(frame, FrameState::InUse);
-            return false;
+            return TxResult::Declined;
         };
         self.tx.write(
             0,
@@ -467,7 +480,7 @@ impl XskSocket {
         self.ledger
             .transition(frame, FrameState::InUse, FrameState::Tx);
         self.tx.submit(1);
-        true
+        TxResult::Sent
     }
 
     /// Where every frame is right now.
