@@ -63,7 +63,6 @@ pub fn mtu(iface: &str) -> u32 {
 }
 
 /// The number of active RX queues of `iface` (its rx-N entries in sysfs).
-
 pub fn rx_queue_count(iface: &str) -> u32 {
     let dir = Path::new("/sys/class/net").join(iface).join("queues");
     std::fs::read_dir(dir)
