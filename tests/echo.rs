@@ -187,3 +187,28 @@ fn a_frame_larger_than_a_umem_frame_shows_in_rx_dropped() {
         stats(&fastpath)
     );
 }
+
+#[test]
+fn generic_mode_serves_too() {
+    let pair = veth_pair(VethConfig::default());
+    let fastpath = start_echo(&pair, &["--udp", "7000", "--mode", "generic"]);
+    let socket = client_socket(&pair);
+    for size in [1usize, 1472] {
+        assert_eq!(
+            round_trip(&socket, 7000, &pattern(size, 3)),
+            Some(pattern(size, 3))
+        );
+    }
+    let s = stats(&fastpath);
+    assert_eq!(s["mode"], "generic");
+    assert!(xdp_counter(&s, "steered") >= 2);
+    let link = pair
+        .server_command("ip")
+        .args(["-d", "link", "show", "dev", &pair.server.iface])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdpgeneric"),
+        "attached in generic mode"
+    );
+}
