@@ -10,6 +10,13 @@ use std::{
 use fastpath_bench::{process::sibling_binary, report::parse_hgrm};
 use serde_json::Value;
 
+/// The tests here measure; run them one at a time so one's load does not skew another.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn bench() -> Command {
     let bin = sibling_binary("fastpath-bench").unwrap_or_else(|e| panic!("{e:#}"));
     let mut cmd = Command::new(bin);
@@ -90,6 +97,7 @@ fn check_scenario(dir: &Path, scenario: &str, systems: &[&str]) -> Value {
 
 #[test]
 fn every_scenario_writes_its_reports_and_the_harness_agrees_with_sockperf() {
+    let _serial = serial();
     let out = std::env::temp_dir().join(format!("fastpath-bench-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let status = bench()
@@ -138,6 +146,7 @@ fn every_scenario_writes_its_reports_and_the_harness_agrees_with_sockperf() {
 
 #[test]
 fn bad_options_fail_in_one_line() {
+    let _serial = serial();
     let cases: &[(&[&str], &str)] = &[
         (&["udp-zigzag"], "udp-zigzag"),
         (&["udp-flood", "--rate", "0"], "--rate"),
@@ -173,6 +182,7 @@ fn bad_options_fail_in_one_line() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_removes_its_namespaces() {
+    let _serial = serial();
     let out = std::env::temp_dir().join(format!("fastpath-bench-int-{}", std::process::id()));
     let mut child = bench()
         .args(["udp-flood", "--duration", "60", "--rounds", "3", "--out"])
