@@ -33,7 +33,10 @@ use fastpath::{
         fastpath echo --iface eth1 --udp 7000            # UDP echo on port 7000\n  \
         fastpath echo --iface eth1 --udp 53 --udp 7777 --queues 2\n  \
         fastpath stats --iface eth1                      # counters of the running instance\n  \
-        fastpath stats --iface eth1 --json"
+        fastpath stats --iface eth1 --json\n  \
+        fastpath echo --iface eth1 --udp-peer 7001=198.18.0.2:5000   # a connected socket\n  \
+        fastpath sockets --iface eth1                    # the sockets, like ss\n  \
+        fastpath close 2 --iface eth1                    # close socket 2"
 )]
 struct Cli {
     #[command(subcommand)]
