@@ -1,7 +1,7 @@
 //! The application API: sockets by host-local number.
 //!
 //! Two ways to use a socket:
-//! - **on the worker** (run to completion): a [`UdpHandler`] sees each datagram in place on
+//! - **on the worker** (run to completion): a [`UdpHandler`](crate::udp::UdpHandler) sees each datagram in place on
 //!   the worker that received it and may answer by rewriting it — no thread hop, no copy;
 //! - **from any thread**: [`Stack::recv_from`] takes datagrams from the socket's bounded
 //!   queue and [`Stack::send_to`] hands datagrams to a worker through a lock-free queue.
