@@ -224,7 +224,7 @@ impl Stack {
             None => FourTuple::bound(Protocol::Udp, local),
         };
         let number = self.table.insert(tuple, |_| {
-            Arc::new(UdpSocketState::new(local, remote, &delivery, self.tx.len()))
+            Arc::new(UdpSocketState::new(&delivery, self.tx.len()))
         })?;
         if let Some(link) = &self.link {
             let key = RuleKey::new(IPPROTO_UDP, local.ip().octets(), local.port());

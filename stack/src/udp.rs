@@ -93,10 +93,9 @@ struct TrafficSlot {
 /// Largest datagram payload a queued socket keeps (a 1500-byte MTU's worth, and then some).
 pub const QUEUE_BUFFER: usize = 2048;
 
-/// A socket as the workers and the control plane see it.
+/// A socket as the workers and the control plane see it. Its addresses are its key in the
+/// socket table (one truth: `connect` moves the key).
 pub struct UdpSocketState {
-    pub local: SocketAddrV4,
-    pub remote: Option<SocketAddrV4>,
     pub handler: Option<Arc<dyn UdpHandler>>,
     queue: Option<ArrayQueue<(SocketAddrV4, Vec<u8>)>>,
     pool: ArrayQueue<Vec<u8>>,
@@ -110,12 +109,7 @@ pub struct UdpSocketState {
 
 impl UdpSocketState {
     /// `workers`: how many workers may serve the socket (each gets its own counter slot).
-    pub(crate) fn new(
-        local: SocketAddrV4,
-        remote: Option<SocketAddrV4>,
-        delivery: &Delivery,
-        workers: usize,
-    ) -> Self {
+    pub(crate) fn new(delivery: &Delivery, workers: usize) -> Self {
         let (handler, queue, pool) = match delivery {
             Delivery::OnWorker(h) => (Some(h.clone()), None, ArrayQueue::new(1)),
             Delivery::Queue { depth } => {
@@ -128,8 +122,6 @@ impl UdpSocketState {
             }
         };
         Self {
-            local,
-            remote,
             handler,
             queue,
             pool,
@@ -228,12 +220,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
-        let s = UdpSocketState::new(
-            "198.18.0.1:7".parse().unwrap(),
-            None,
-            &Delivery::Queue { depth: 2 },
-            1,
-        );
+        let s = UdpSocketState::new(&Delivery::Queue { depth: 2 }, 1);
 
         let from: SocketAddrV4 = "198.18.0.2:9".parse().unwrap();
         assert!(s.enqueue(from, b"one"));

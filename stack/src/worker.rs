@@ -159,11 +159,7 @@ impl QueueShared {
     }
 
     pub fn frames(&self) -> FrameCounts {
-        let v: Vec<u32> = self
-            .frames
-            .iter()
-            .map(|a| a.load(Ordering::Relaxed))
-            .collect();
+        let v: [u32; 6] = std::array::from_fn(|i| self.frames[i].load(Ordering::Relaxed));
         FrameCounts {
             free: v[0],
             fill: v[1],
