@@ -164,8 +164,7 @@ fn bad_options_fail_in_one_line() {
             "{args:?}: {needle:?} missing from {err}"
         );
     }
-    // sockperf missing from PATH (ip and taskset stay reachable in /usr/sbin and /usr/bin? no:
-    // keep only the sbin folders, where sockperf does not live).
+    // sockperf missing from PATH: keep only the sbin folders, where `ip` lives and sockperf does not.
     let out = bench()
         .args(["udp-pingpong", "--duration", "1"])
         .env("PATH", "/usr/sbin:/sbin")

@@ -77,7 +77,7 @@ fn malformed_frames_are_counted_and_service_goes_on() {
     let tot = |l4: usize| (20 + l4) as u16;
     let malformed = vec![
         // A VLAN tag cut short.
-        b.ethertype_only(0x8100, &[0x00]),
+        b.ethernet(0x8100, &[0x00]),
         // IPv4 EtherType with 10 bytes of header.
         b.ethernet(0x0800, &[0x45; 10]),
         // IHL 4 (< 5).
@@ -197,11 +197,4 @@ fn malformed_frames_are_counted_and_service_goes_on() {
         "{}",
         fastpath.log_text()
     );
-}
-
-impl FrameBuilder {
-    /// An Ethernet header and `rest`: used for a VLAN tag that ends early.
-    fn ethertype_only(&self, ethertype: u16, rest: &[u8]) -> Vec<u8> {
-        self.ethernet(ethertype, rest)
-    }
 }

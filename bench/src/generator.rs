@@ -66,9 +66,6 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    pub fn reply_rate(&self) -> f64 {
-        self.received as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
     pub fn send_rate(&self) -> f64 {
         self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

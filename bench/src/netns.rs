@@ -15,8 +15,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
-/// Every namespace the harness makes starts with this, so leftovers of a killed run can be
-/// found (`cargo xtask clean-netns`).
+/// Every namespace the harness makes starts with this followed by the pid, so leftovers of a
+/// killed run can be found (`cargo xtask clean-netns` deletes those whose process is gone).
 pub const NETNS_PREFIX: &str = "fpt-";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -306,31 +306,4 @@ pub fn fmt_mac(mac: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Deletes namespaces left by harness runs whose process is gone (a SIGKILLed test).
-pub fn remove_stale_namespaces() -> Vec<String> {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(rest) = name.strip_prefix(NETNS_PREFIX) else {
-            continue;
-        };
-        let pid: Option<u32> = rest.split('n').next().and_then(|p| p.parse().ok());
-        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-        if !alive
-            && Command::new("ip")
-                .args(["netns", "del", name])
-                .status()
-                .is_ok_and(|s| s.success())
-        {
-            removed.push(name.to_string());
-        }
-    }
-    removed
 }

@@ -16,17 +16,9 @@ pub fn fastpath_binary() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("FASTPATH_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe()?;
-    for dir in exe.ancestors().skip(1).take(3) {
-        let candidate = dir.join("fastpath");
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    bail!(
-        "no fastpath binary next to {}: build it first (`cargo build -p fastpath`; `cargo xtask test` does) or set FASTPATH_BIN",
-        exe.display()
-    )
+    sibling_binary("fastpath").map_err(|e| {
+        anyhow::anyhow!("{e:#}; `cargo build -p fastpath` builds it (`cargo xtask test` does), or set FASTPATH_BIN")
+    })
 }
 
 /// A running `fastpath echo` in the server namespace; killed when dropped.
