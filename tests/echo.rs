@@ -81,8 +81,17 @@ fn frame_ledger_balances_under_load() {
         "only {answered} of 1280 answered\n{}",
         fastpath.log_text()
     );
+    // Once traffic stops, every frame is back: free or waiting in the fill ring, none stuck
+    // in RX, in use, in TX or in the completion ring.
+    let settled = eventually(Duration::from_secs(3), || {
+        let f = &stats(&fastpath)["queues"][0]["frames"];
+        ["rx", "in_use", "tx", "completion"]
+            .iter()
+            .all(|k| f[k] == 0)
+    });
     let s = stats(&fastpath);
     let frames = &s["queues"][0]["frames"];
+    assert!(settled, "frames stuck after the traffic stopped: {frames}");
     let total: u64 = ["free", "fill", "rx", "in_use", "tx", "completion"]
         .iter()
         .map(|k| frames[k].as_u64().unwrap())
