@@ -120,6 +120,10 @@ const APT_PACKAGES: &[&str] = &[
     "libelf-dev",
     "m4",
     "build-essential",
+    // xsk-rs's libxdp-sys with `use_cc_build`: clang compiles libbpf/libxdp, libclang for bindgen.
+    "clang",
+    "libclang-dev",
+    "pkg-config",
     // The test bed and the peers.
     "iproute2",
     "ethtool",
@@ -128,6 +132,7 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     "wrk",
     "curl",
+    "tcpdump",
     // SVG → PNG for the bench plots.
     "librsvg2-bin",
     // Profiles for the README's performance notes.
