@@ -6,6 +6,15 @@ use std::time::Duration;
 use fastpath_e2e::*;
 
 const PORT: u16 = 7000;
+/// A port fastpath does not serve.
+const UNSTEERED: u16 = 7001;
+
+/// A UDP header to `port` whose length claims 200 bytes in a 12-byte datagram.
+fn lying_udp(port: u16) -> Vec<u8> {
+    let mut u = FrameBuilder::udp(200, b"abcd", 0);
+    u[2..4].copy_from_slice(&port.to_be_bytes());
+    u
+}
 
 struct FrameBuilder {
     dst_mac: [u8; 6],
@@ -75,18 +84,13 @@ fn malformed_frames_are_counted_and_service_goes_on() {
     };
     let ok_udp = FrameBuilder::udp(12, b"abcd", 0);
     let tot = |l4: usize| (20 + l4) as u16;
+    // Steered (udp/7000 matches the rule), so judged: dropped and counted malformed.
     let malformed = vec![
-        // A VLAN tag cut short.
-        b.ethernet(0x8100, &[0x00]),
-        // IPv4 EtherType with 10 bytes of header.
-        b.ethernet(0x0800, &[0x45; 10]),
-        // IHL 4 (< 5).
-        b.ethernet(0x0800, &FrameBuilder::ipv4(4, 40, 0, 17, &[0; 20], false)),
         // Total length far beyond the frame.
         b.ethernet(0x0800, &FrameBuilder::ipv4(5, 1000, 0, 17, &ok_udp, false)),
         // Total length below the header length.
         b.ethernet(0x0800, &FrameBuilder::ipv4(5, 12, 0, 17, &ok_udp, false)),
-        // A UDP header cut to 4 bytes.
+        // A UDP header cut to 4 bytes (the ports are there, the length is not).
         b.ethernet(
             0x0800,
             &FrameBuilder::ipv4(5, tot(4), 0, 17, &ok_udp[..4], false),
@@ -94,21 +98,24 @@ fn malformed_frames_are_counted_and_service_goes_on() {
         // A UDP length that lies (claims 200 in a 12-byte datagram).
         b.ethernet(
             0x0800,
-            &FrameBuilder::ipv4(
-                5,
-                tot(12),
-                0,
-                17,
-                &FrameBuilder::udp(200, b"abcd", 0),
-                false,
-            ),
+            &FrameBuilder::ipv4(5, tot(12), 0, 17, &lying_udp(PORT), false),
         ),
         // A UDP length below the header size.
         b.ethernet(
             0x0800,
             &FrameBuilder::ipv4(5, tot(12), 0, 17, &FrameBuilder::udp(4, b"abcd", 0), false),
         ),
-        // A TCP header with data offset 2.
+    ];
+    // Not judged: no port can be read, or the port is not steered. These go to the kernel
+    // untouched (counted passed), whose own checks and counters see them.
+    let unjudged = vec![
+        // A VLAN tag cut short.
+        b.ethernet(0x8100, &[0x00]),
+        // IPv4 EtherType with 10 bytes of header.
+        b.ethernet(0x0800, &[0x45; 10]),
+        // IHL 4 (< 5): no port behind it.
+        b.ethernet(0x0800, &FrameBuilder::ipv4(4, 40, 0, 17, &[0; 20], false)),
+        // A TCP header with data offset 2, to a port fastpath does not serve over TCP.
         b.ethernet(
             0x0800,
             &FrameBuilder::ipv4(
@@ -124,6 +131,11 @@ fn malformed_frames_are_counted_and_service_goes_on() {
                 },
                 false,
             ),
+        ),
+        // The lying UDP length again, to a port nobody steers: the kernel counts it.
+        b.ethernet(
+            0x0800,
+            &FrameBuilder::ipv4(5, tot(12), 0, 17, &lying_udp(UNSTEERED), false),
         ),
     ];
     let fragments = vec![
@@ -157,7 +169,10 @@ fn malformed_frames_are_counted_and_service_goes_on() {
     ];
 
     let before = stats(&fastpath);
+    let kernel_udp_errors = || VethPair::in_netns(&pair.server, || udp_snmp("InErrors"));
+    let kernel_before = kernel_udp_errors();
     inject_frames(&pair, &malformed);
+    inject_frames(&pair, &unjudged);
     inject_frames(&pair, &fragments);
     inject_frames(&pair, &bad_checksums);
     let delta = |after: &serde_json::Value, name: &str| {
@@ -179,6 +194,15 @@ fn malformed_frames_are_counted_and_service_goes_on() {
         "{after}"
     );
     assert_eq!(delta(&after, "fragment"), fragments.len() as u64, "{after}");
+    assert!(
+        delta(&after, "passed") >= unjudged.len() as u64,
+        "frames fastpath does not own go to the kernel: {after}"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || kernel_udp_errors()
+            > kernel_before),
+        "the kernel never saw the bad UDP length sent to port {UNSTEERED}"
+    );
     assert_eq!(
         queue_counter(&after, 0, "drop_checksum"),
         bad_checksums.len() as u64
@@ -197,4 +221,49 @@ fn malformed_frames_are_counted_and_service_goes_on() {
         "{}",
         fastpath.log_text()
     );
+}
+
+/// A frame judged malformed, with `--xdp-log debug`, prints one line naming the header,
+/// field and offset; at the default level (warn) the same frame prints nothing and is
+/// still counted.
+#[test]
+fn xdp_log_debug_names_the_reason_and_the_default_stays_quiet() {
+    for (level, expect_line) in [(Some("debug"), true), (None, false)] {
+        let pair = veth_pair(VethConfig::default());
+        let mut args = vec!["--udp".to_string(), PORT.to_string()];
+        if let Some(level) = level {
+            args.extend(["--xdp-log".to_string(), level.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let fastpath = start_echo(&pair, &args);
+        let b = FrameBuilder {
+            dst_mac: pair.server.mac,
+            src_mac: pair.client.mac,
+        };
+        let before = stats(&fastpath);
+        let frame = b.ethernet(
+            0x0800,
+            &FrameBuilder::ipv4(5, 20 + 12, 0, 17, &lying_udp(PORT), false),
+        );
+        inject_frames(&pair, &[frame]);
+        let counted = eventually(Duration::from_secs(3), || {
+            xdp_counter(&stats(&fastpath), "malformed") == xdp_counter(&before, "malformed") + 1
+        });
+        assert!(counted, "level {level:?}: {}", stats(&fastpath));
+        // The log thread drains the ring buffer at least every 100 ms.
+        let line = "malformed UDP frame: length at offset 38";
+        let logged = eventually(Duration::from_secs(2), || {
+            fastpath.log_text().contains(line)
+        });
+        let text = fastpath.log_text();
+        assert_eq!(logged, expect_line, "level {level:?}, log:\n{text}");
+        if expect_line {
+            assert_eq!(text.matches(line).count(), 1, "one line per frame:\n{text}");
+        } else {
+            assert!(
+                !text.contains("malformed"),
+                "default level printed:\n{text}"
+            );
+        }
+    }
 }

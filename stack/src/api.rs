@@ -52,7 +52,7 @@ use crate::{
     control::{self, ControlState, QueueHandle},
     echo::{ReflectService, RxChecksum},
     neighbor::Neighbors,
-    steer::{AttachMode, Steering},
+    steer::{AttachMode, Steering, XdpLogLevel},
     system,
     table::{FourTuple, Protocol, SocketNumber, SocketTable, TableError},
     udp::{Datagram, Delivery, UdpSocketState, Verdict},
@@ -590,6 +590,8 @@ pub struct StackConfig {
     pub iface: String,
     pub queues: Option<u32>,
     pub mode: AttachMode,
+    /// What the XDP program logs (aya-log), fixed at load.
+    pub xdp_log: XdpLogLevel,
     pub bind: BindMode,
     pub idle: IdleStrategy,
     pub rx_checksum: RxChecksum,
@@ -608,6 +610,7 @@ impl StackConfig {
             iface: iface.to_string(),
             queues: None,
             mode: AttachMode::Driver,
+            xdp_log: XdpLogLevel::Warn,
             bind: BindMode::Auto,
             idle: IdleStrategy::Hybrid,
             rx_checksum: RxChecksum::AcceptPartial,
@@ -651,7 +654,7 @@ impl Runtime {
             .clone()
             .unwrap_or_else(|| control::default_path(&cfg.iface));
         let listener = control::claim(&control_path)?;
-        let steering = Steering::attach(&cfg.iface, cfg.mode)?;
+        let steering = Steering::attach(&cfg.iface, cfg.mode, cfg.xdp_log)?;
         log::info!("attached XDP to {} in {:?} mode", cfg.iface, cfg.mode);
         let link = Link {
             steering: steering.clone(),
@@ -675,7 +678,7 @@ impl Runtime {
         let mut workers = Vec::new();
         let mut handles = Vec::new();
         for queue in 0..queues {
-            let socket = XskSocket::open(ifindex, queue, &xsk).map_err(|e| {
+            let socket = XskSocket::open(&cfg.iface, queue, &xsk).map_err(|e| {
                 anyhow::anyhow!(
                     "{e}; check that queue {queue} exists on {} and no other AF_XDP socket is bound to it",
                     cfg.iface

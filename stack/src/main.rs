@@ -13,7 +13,7 @@ use fastpath::{
     api::{Runtime, Stack, StackConfig},
     control,
     echo::{EchoApp, RxChecksum},
-    steer::AttachMode,
+    steer::{AttachMode, XdpLogLevel},
     table::SocketNumber,
     udp::Delivery,
     worker::IdleStrategy,
@@ -88,6 +88,11 @@ struct EchoArgs {
     /// Where the XDP program runs: in the driver (native) or after skb allocation (generic).
     #[arg(long, value_enum, default_value = "driver")]
     mode: AttachMode,
+    /// What the XDP program logs: `warn` reports events that should never happen (at most
+    /// once a second per CPU), `debug` also why each steered frame was judged malformed.
+    /// Fixed at load; a disabled level costs nothing per frame.
+    #[arg(long, value_enum, default_value = "warn")]
+    xdp_log: XdpLogLevel,
     /// AF_XDP bind: zero-copy where the driver supports it, else copy (veth: copy only).
     #[arg(long, value_enum, default_value = "auto")]
     bind: BindMode,
@@ -186,6 +191,8 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // The XDP program's records (aya-log): what it emits is chosen by --xdp-log at load.
+        .filter_module("fastpath_xdp", log::LevelFilter::Debug)
         .format_timestamp(None)
         .format_target(false)
         .init();
@@ -257,6 +264,7 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
         iface: args.iface.clone(),
         queues: args.queues,
         mode: args.mode,
+        xdp_log: args.xdp_log,
         bind: args.bind,
         idle: args.idle,
         rx_checksum: args.rx_checksum,

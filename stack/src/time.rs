@@ -86,7 +86,12 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -137,7 +142,10 @@ mod tests {
         assert_eq!(Instant::from_millis(3) - t, Duration::ZERO);
         assert_eq!(t - Instant::from_millis(2), Duration::from_millis(3));
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
-        assert_eq!(format!("{:?}", Instant::from_micros(1_500_001)), "1.500001000s");
+        assert_eq!(
+            format!("{:?}", Instant::from_micros(1_500_001)),
+            "1.500001000s"
+        );
     }
 
     #[test]

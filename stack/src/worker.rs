@@ -138,7 +138,7 @@ pub struct QueueShared {
 }
 
 impl QueueShared {
-    fn publish(&self, local: &LocalCounters, socket: &XskSocket) {
+    fn publish(&self, local: &LocalCounters, socket: &mut XskSocket) {
         for (shared, value) in self.counters.iter().zip(local.0.iter()) {
             shared.store(*value, Ordering::Relaxed);
         }
@@ -308,7 +308,7 @@ pub fn spawn<H: FrameHandler + 'static>(
                     // batch under load (measured 1.8% of cycles), but at least every 64.
                     unpublished += 1;
                     if unpublished >= PUBLISH_EVERY {
-                        shared.publish(&local, &socket);
+                        shared.publish(&local, &mut socket);
                         unpublished = 0;
                     }
                     continue;
@@ -332,7 +332,7 @@ pub fn spawn<H: FrameHandler + 'static>(
                     IdleStrategy::Hybrid => true,
                 };
                 if unpublished > 0 || sleep {
-                    shared.publish(&local, &socket);
+                    shared.publish(&local, &mut socket);
                     unpublished = 0;
                 }
                 if sleep && !socket.has_pending_tx() {
@@ -355,7 +355,7 @@ pub fn spawn<H: FrameHandler + 'static>(
                 socket.kick_tx();
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            shared.publish(&local, &socket);
+            shared.publish(&local, &mut socket);
             socket
         })
 }

@@ -2,18 +2,23 @@
 //! UDP with every read bounds-checked, and redirect the frames that match a rule
 //! into the AF_XDP socket of their RX queue. Everything else goes to the kernel.
 //!
-//! The redirect falls back to XDP_PASS, so a queue without a socket never loses
-//! traffic. Per-CPU counters record each outcome; there is no per-packet logging
-//! (measured: a log line per packet halves the rate and loses a third of the lines).
+//! Only a frame that matches a rule is judged: one fastpath does not own goes to the kernel
+//! as it came. The redirect falls back to XDP_PASS, so a queue without a socket never
+//! loses traffic. Per-CPU counters record each outcome. aya-log reports rare events only:
+//! why a steered frame was malformed (debug) and a queue with no socket while rules exist
+//! (warn, at most once a second per CPU); the level is fixed at load, so a disabled call
+//! is removed by the verifier (measured earlier: a log line per packet halves the rate).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
+use aya_log_ebpf::{debug, warn};
 use fastpath_common::{
     IPPROTO_TCP, IPPROTO_UDP, MAX_QUEUES, MAX_RULES, RuleKey, RuleValue, XDP_COUNTER_COUNT,
     XdpCounter, layout::*,
@@ -27,6 +32,10 @@ static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(XDP_COUNTER_COUNT, 0);
+
+/// When this CPU last logged a warning (ns, bpf_ktime_get_ns), for the rate limit.
+#[map(name = "LAST_WARN")]
+static LAST_WARN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
 pub fn fastpath_steer(ctx: XdpContext) -> u32 {
@@ -62,19 +71,61 @@ fn load_u16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
     load::<2>(ctx, offset).map(u16::from_be_bytes)
 }
 
-const MALFORMED: (XdpCounter, u32) = (XdpCounter::Malformed, xdp_action::XDP_DROP);
 const PASSED: (XdpCounter, u32) = (XdpCounter::Passed, xdp_action::XDP_PASS);
 
+/// Why a steered frame was judged malformed: the header, the field and its offset in the
+/// frame, for the debug log line.
+struct Malformed {
+    header: &'static str,
+    field: &'static str,
+    offset: usize,
+}
+
+#[inline(always)]
+fn malformed(ctx: &XdpContext, why: Malformed) -> (XdpCounter, u32) {
+    // Removed by the verifier unless the level is debug (AYA_LOG_LEVEL is set at load).
+    debug!(
+        ctx,
+        "malformed {} frame: {} at offset {}", why.header, why.field, why.offset
+    );
+    (XdpCounter::Malformed, xdp_action::XDP_DROP)
+}
+
+/// At most one warning a second per CPU: the events it reports should never happen, and
+/// when one does it may happen on every frame.
+const WARN_INTERVAL_NS: u64 = 1_000_000_000;
+
+#[inline(always)]
+fn warn_allowed() -> bool {
+    let Some(last) = LAST_WARN.get_ptr_mut(0) else {
+        return false;
+    };
+    // Safety: a helper with no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Safety: the pointer is this CPU's slot from the map lookup; XDP runs with
+    // preemption disabled, so no one else touches it concurrently.
+    unsafe {
+        if *last != 0 && now.wrapping_sub(*last) < WARN_INTERVAL_NS {
+            return false;
+        }
+        *last = now;
+    }
+    true
+}
+
+/// Classifies a frame. Only a frame that matches a rule is judged: one whose destination
+/// port cannot be read, or matches no rule, goes to the kernel untouched, so traffic that
+/// fastpath does not own keeps the kernel's own counters and behaviour.
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> (XdpCounter, u32) {
     let frame_len = ctx.data_end() - ctx.data();
     let Ok(mut ethertype) = load_u16(ctx, ETH_TYPE) else {
-        return MALFORMED;
+        return PASSED;
     };
     let mut l3 = ETH_HLEN;
     if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
         let Ok(inner) = load_u16(ctx, ETH_HLEN + 2) else {
-            return MALFORMED;
+            return PASSED;
         };
         ethertype = inner;
         l3 += VLAN_HLEN;
@@ -83,19 +134,10 @@ fn classify(ctx: &XdpContext) -> (XdpCounter, u32) {
         return PASSED;
     }
 
+    // Find the destination: protocol, address, and the port behind the header length.
     let Ok(ip) = load::<IPV4_MIN_HLEN>(ctx, l3) else {
-        return MALFORMED;
+        return PASSED;
     };
-    let version = ip[IPV4_VER_IHL] >> 4;
-    let header_len = ((ip[IPV4_VER_IHL] & 0x0f) as usize) * 4;
-    let total_len = u16::from_be_bytes([ip[IPV4_TOTAL_LEN], ip[IPV4_TOTAL_LEN + 1]]) as usize;
-    if version != 4 || header_len < IPV4_MIN_HLEN || total_len < header_len {
-        return MALFORMED;
-    }
-    // Trailing Ethernet padding is fine; a total length past the frame is not.
-    if total_len > frame_len - l3 {
-        return MALFORMED;
-    }
     let proto = ip[IPV4_PROTO];
     if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
         return PASSED;
@@ -104,29 +146,17 @@ fn classify(ctx: &XdpContext) -> (XdpCounter, u32) {
     if flags_frag & IPV4_FRAG_MASK != 0 {
         return (XdpCounter::Fragment, xdp_action::XDP_PASS);
     }
-
+    let header_len = ((ip[IPV4_VER_IHL] & 0x0f) as usize) * 4;
+    if header_len < IPV4_MIN_HLEN {
+        // No port can be read behind a header shorter than its minimum.
+        return PASSED;
+    }
     let l4 = l3 + header_len;
-    let l4_len = total_len - header_len;
-    let port = if proto == IPPROTO_UDP {
-        let Ok(udp) = load::<UDP_HLEN>(ctx, l4) else {
-            return MALFORMED;
-        };
-        let udp_len = u16::from_be_bytes([udp[UDP_LEN], udp[UDP_LEN + 1]]) as usize;
-        if udp_len < UDP_HLEN || udp_len > l4_len {
-            return MALFORMED;
-        }
-        u16::from_be_bytes([udp[UDP_DST_PORT], udp[UDP_DST_PORT + 1]])
-    } else {
-        let Ok(tcp) = load::<TCP_MIN_HLEN>(ctx, l4) else {
-            return MALFORMED;
-        };
-        let data_off = ((tcp[TCP_DATA_OFF] >> 4) as usize) * 4;
-        if data_off < TCP_MIN_HLEN || data_off > l4_len {
-            return MALFORMED;
-        }
-        u16::from_be_bytes([tcp[TCP_DST_PORT], tcp[TCP_DST_PORT + 1]])
+    // Source and destination ports lead both the UDP and the TCP header.
+    let Ok(ports) = load::<4>(ctx, l4) else {
+        return PASSED;
     };
-
+    let port = u16::from_be_bytes([ports[2], ports[3]]);
     let dst = [
         ip[IPV4_DST],
         ip[IPV4_DST + 1],
@@ -140,11 +170,93 @@ fn classify(ctx: &XdpContext) -> (XdpCounter, u32) {
         return PASSED;
     }
 
+    // Steered: now the headers must be whole and consistent.
+    let version = ip[IPV4_VER_IHL] >> 4;
+    if version != 4 {
+        return malformed(
+            ctx,
+            Malformed {
+                header: "IPv4",
+                field: "version",
+                offset: l3 + IPV4_VER_IHL,
+            },
+        );
+    }
+    let total_len = u16::from_be_bytes([ip[IPV4_TOTAL_LEN], ip[IPV4_TOTAL_LEN + 1]]) as usize;
+    // Trailing Ethernet padding is fine; a total length past the frame, or shorter than
+    // the header, is not.
+    if total_len < header_len || total_len > frame_len - l3 {
+        return malformed(
+            ctx,
+            Malformed {
+                header: "IPv4",
+                field: "total length",
+                offset: l3 + IPV4_TOTAL_LEN,
+            },
+        );
+    }
+    let l4_len = total_len - header_len;
+    if proto == IPPROTO_UDP {
+        let Ok(udp) = load::<UDP_HLEN>(ctx, l4) else {
+            return malformed(
+                ctx,
+                Malformed {
+                    header: "UDP",
+                    field: "header (truncated)",
+                    offset: l4,
+                },
+            );
+        };
+        let udp_len = u16::from_be_bytes([udp[UDP_LEN], udp[UDP_LEN + 1]]) as usize;
+        if udp_len < UDP_HLEN || udp_len > l4_len {
+            return malformed(
+                ctx,
+                Malformed {
+                    header: "UDP",
+                    field: "length",
+                    offset: l4 + UDP_LEN,
+                },
+            );
+        }
+    } else {
+        let Ok(tcp) = load::<TCP_MIN_HLEN>(ctx, l4) else {
+            return malformed(
+                ctx,
+                Malformed {
+                    header: "TCP",
+                    field: "header (truncated)",
+                    offset: l4,
+                },
+            );
+        };
+        let data_off = ((tcp[TCP_DATA_OFF] >> 4) as usize) * 4;
+        if data_off < TCP_MIN_HLEN || data_off > l4_len {
+            return malformed(
+                ctx,
+                Malformed {
+                    header: "TCP",
+                    field: "data offset",
+                    offset: l4 + TCP_DATA_OFF,
+                },
+            );
+        }
+    }
+
     // Safety: `ctx.ctx` is the kernel's xdp_md for this invocation.
     let queue = unsafe { (*ctx.ctx).rx_queue_index };
     match XSKS.redirect(queue, xdp_action::XDP_PASS as u64) {
         Ok(action) => (XdpCounter::Steered, action),
-        Err(_) => (XdpCounter::NoSocket, xdp_action::XDP_PASS),
+        Err(_) => {
+            if warn_allowed() {
+                warn!(
+                    ctx,
+                    "rules exist but RX queue {} has no AF_XDP socket: frames to port {} go to the kernel",
+                    queue,
+                    port
+                );
+            }
+            (XdpCounter::NoSocket, xdp_action::XDP_PASS)
+        }
     }
 }
 

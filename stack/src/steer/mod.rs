@@ -10,14 +10,19 @@ use std::{
     collections::BTreeMap,
     io,
     os::fd::AsRawFd,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
 };
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, XskMap},
     programs::{Xdp, XdpMode},
 };
+use aya_log::EbpfLogger;
 use fastpath_common::{
     COUNTERS_MAP, IPPROTO_TCP, IPPROTO_UDP, PROGRAM_NAME, RULES_MAP, RuleKey, RuleValue, XSKS_MAP,
     XdpCounter,
@@ -42,6 +47,74 @@ impl AttachMode {
         match self {
             AttachMode::Driver => XdpMode::Driver,
             AttachMode::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+/// What the XDP program logs (through aya-log), fixed when it is loaded: a disabled level's
+/// calls are dead code to the verifier and cost nothing per frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpLogLevel {
+    /// Nothing.
+    Off,
+    /// Events that should never happen (a queue with no socket while rules exist), at most
+    /// once a second per CPU.
+    #[default]
+    Warn,
+    /// Also why each steered frame was judged malformed: header, field and offset.
+    Debug,
+}
+
+impl XdpLogLevel {
+    /// The value of aya-log's `AYA_LOG_LEVEL` global for this level.
+    fn global(self) -> u8 {
+        match self {
+            XdpLogLevel::Off => 0,
+            XdpLogLevel::Warn => aya_log::Level::Warn as u8,
+            XdpLogLevel::Debug => aya_log::Level::Debug as u8,
+        }
+    }
+}
+
+/// Drains the XDP program's log records into the `log` crate on a thread of its own,
+/// beside the data path (never on a worker).
+struct XdpLogDrain {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl XdpLogDrain {
+    fn start(mut logger: EbpfLogger<&'static dyn log::Log>) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("xdp-log".into())
+            .spawn(move || {
+                let fd = logger.as_raw_fd();
+                while !stopped.load(Ordering::Relaxed) {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // Safety: one valid pollfd; the ring buffer's fd lives as long as `logger`.
+                    unsafe { libc::poll(&mut pfd, 1, 100) };
+                    logger.flush();
+                }
+                logger.flush();
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for XdpLogDrain {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -112,13 +185,18 @@ pub struct Steering {
     rules: Mutex<Rules>,
     xsks: Mutex<XskMap<MapData>>,
     counters: Mutex<PerCpuArray<MapData, u64>>,
+    _log: Option<XdpLogDrain>,
     // Last: dropping it detaches the program (after the maps above are released).
     _ebpf: Mutex<Ebpf>,
 }
 
 impl Steering {
-    /// Loads the program and attaches it to `iface`.
-    pub fn attach(iface: &str, mode: AttachMode) -> Result<Arc<Self>, SteerError> {
+    /// Loads the program with its log level and attaches it to `iface`.
+    pub fn attach(
+        iface: &str,
+        mode: AttachMode,
+        log_level: XdpLogLevel,
+    ) -> Result<Arc<Self>, SteerError> {
         if XDP_OBJECT.is_empty() {
             return Err(SteerError::NoObject);
         }
@@ -126,7 +204,27 @@ impl Steering {
             Some(libc::EPERM) | Some(libc::EACCES) => SteerError::Permission(one_line(e)),
             _ => SteerError::Load(one_line(e)),
         };
-        let mut ebpf = Ebpf::load(XDP_OBJECT).map_err(|e| load_error(&e))?;
+        let level = log_level.global();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, true)
+            .load(XDP_OBJECT)
+            .map_err(|e| load_error(&e))?;
+        let log =
+            match log_level {
+                XdpLogLevel::Off => None,
+                _ => match EbpfLogger::init(&mut ebpf) {
+                    Ok(logger) => Some(XdpLogDrain::start(logger).map_err(|e| {
+                        SteerError::Load(format!("starting the XDP log thread: {e}"))
+                    })?),
+                    Err(e) => {
+                        log::warn!(
+                            "the XDP program's log cannot be read ({}); its counters still work",
+                            one_line(&e)
+                        );
+                        None
+                    }
+                },
+            };
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or_else(|| SteerError::Load(format!("no program {PROGRAM_NAME} in the object")))?
@@ -170,6 +268,7 @@ impl Steering {
             }),
             xsks: Mutex::new(xsks),
             counters: Mutex::new(counters),
+            _log: log,
             _ebpf: Mutex::new(ebpf),
         }))
     }
@@ -194,11 +293,16 @@ impl Steering {
     pub fn add_rule(self: &Arc<Self>, key: RuleKey) -> Result<RuleGuard, SteerError> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         let refs = rules.refs.get(&key).copied().unwrap_or(0);
-        if refs == 0 {
-            rules
-                .map
-                .insert(key, RuleValue::default(), 0)
-                .map_err(|e| SteerError::Map(one_line(&e)))?;
+        if refs == 0
+            && let Err(e) = rules.map.insert(key, RuleValue::default(), 0)
+        {
+            // Should never happen (the map has room for MAX_RULES): say so loudly.
+            log::warn!(
+                "inserting steering rule {} failed: {}",
+                describe_rule(&key),
+                one_line(&e)
+            );
+            return Err(SteerError::Map(one_line(&e)));
         }
         rules.refs.insert(key, refs + 1);
         Ok(RuleGuard {

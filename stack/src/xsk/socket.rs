@@ -1,19 +1,32 @@
-//! One AF_XDP socket bound to one RX queue, with its own UMEM and four rings.
+//! One AF_XDP socket bound to one RX queue, with its own UMEM and four rings, on xsk-rs.
 //!
-//! Setup follows the kernel's order (af_xdp.rst): register the UMEM, size the fill,
-//! completion, RX and TX rings, read their mmap offsets, map them, bind. The data
-//! path is batched: one RX batch, one TX submit and at most one kick per loop.
+//! xsk-rs (over libxdp) creates the UMEM and the socket, maps the rings and moves
+//! descriptors through them in batches; fastpath keeps its own account of every frame
+//! (`FrameLedger`) on top of xsk-rs's `FrameDesc`s. The XDP program stays fastpath's own:
+//! libxdp is told never to load one (`XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD`), and the socket
+//! is entered into fastpath's XSKMAP by the caller. The data path is batched: one RX batch,
+//! one TX submit and at most one kick per loop, each batch sized with `nb_free`.
+//!
+//! The only system calls made here rather than through xsk-rs are those it does not wrap,
+//! each named where it is made: `getsockopt(XDP_OPTIONS)` (was zero-copy granted?),
+//! `getsockopt(XDP_STATISTICS)` on a duplicate of the descriptor (the control plane reads
+//! it from its own thread, while xsk-rs's `Fd` is owned by the worker's queues), `dup`
+//! for that duplicate, and `poll` over the socket and the worker's eventfd together.
 
 use std::{
+    ffi::CString,
     io,
+    num::NonZeroU32,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     sync::Arc,
 };
 
-use super::{
-    ring::{CompletionRing, FillRing, RxRing, TxRing, map_ring},
-    umem::{FrameCounts, FrameLedger, FrameState, Umem},
+use xsk_rs::{
+    CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
+    config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
 };
+
+use super::ledger::{FrameCounts, FrameLedger, FrameState};
 
 /// How the socket is bound to the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -84,73 +97,6 @@ pub struct RxBatch {
     pub invalid: u32,
 }
 
-pub struct XskSocket {
-    fill: FillRing,
-    completion: CompletionRing,
-    rx: RxRing,
-    tx: TxRing,
-    fd: Arc<OwnedFd>,
-    ledger: FrameLedger,
-    umem: Umem,
-    queue: u32,
-    zero_copy: bool,
-}
-
-fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    // Safety: `value` points at a live T of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_XDP,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// # Safety
-/// `T` must be a plain-integer C struct (all-zero bytes valid) that the kernel fills for `name`.
-unsafe fn getsockopt<T>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
-    // Safety: the caller guarantees all-zero is a valid T.
-    let mut value: T = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // Safety: `value` is a writable T and `len` its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            name,
-            (&mut value as *mut T).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Reads the kernel's statistics of an AF_XDP socket.
-pub fn kernel_stats(fd: RawFd) -> io::Result<KernelXskStats> {
-    // Safety: xdp_statistics is plain u64s.
-    let s: libc::xdp_statistics = unsafe { getsockopt(fd, libc::XDP_STATISTICS)? };
-    Ok(KernelXskStats {
-        rx_dropped: s.rx_dropped,
-        rx_invalid_descs: s.rx_invalid_descs,
-        tx_invalid_descs: s.tx_invalid_descs,
-        rx_ring_full: s.rx_ring_full,
-        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-        tx_ring_empty_descs: s.tx_ring_empty_descs,
-    })
-}
-
 /// Why a socket could not be opened, with the step that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("AF_XDP socket for queue {queue}: {step}: {source}")]
@@ -161,10 +107,90 @@ pub struct XskError {
     pub source: io::Error,
 }
 
+pub struct XskSocket {
+    fill: FillQueue,
+    completion: CompQueue,
+    rx: RxQueue,
+    tx: TxQueue,
+    /// A duplicate of the socket's descriptor for the control plane and the XSKMAP.
+    shared_fd: Arc<OwnedFd>,
+    /// The canonical descriptor of each frame, by index: what the fill ring and new
+    /// transmissions are given.
+    frames: Box<[FrameDesc]>,
+    /// Scratch descriptors for one batch (RX and completion consume into it).
+    batch: Box<[FrameDesc]>,
+    /// Scratch descriptors for one batch of TX and fill submissions.
+    out: Box<[FrameDesc]>,
+    ledger: FrameLedger,
+    ring_size: u32,
+    frame_size: u32,
+    queue: u32,
+    zero_copy: bool,
+    // Last: the UMEM outlives the queues above (fields drop in order).
+    umem: Umem,
+}
+
+/// `XDP_OPTIONS` (not wrapped by xsk-rs): did the kernel grant zero-copy?
+fn zero_copy_granted(fd: RawFd) -> io::Result<bool> {
+    let mut options = libc::xdp_options { flags: 0 };
+    let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
+    // Safety: `options` is a writable xdp_options and `len` its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_OPTIONS,
+            (&mut options as *mut libc::xdp_options).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+}
+
+/// Reads the kernel's statistics of an AF_XDP socket: `getsockopt(XDP_STATISTICS)` on a
+/// descriptor the control plane holds (xsk-rs's `Fd::xdp_statistics` needs the worker's).
+pub fn kernel_stats(fd: RawFd) -> io::Result<KernelXskStats> {
+    // Safety: all-zero is a valid xdp_statistics (plain u64s).
+    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // Safety: `s` is a writable xdp_statistics and `len` its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&mut s as *mut libc::xdp_statistics).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(KernelXskStats {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// The most descriptors one batch moves.
+const BATCH: usize = 256;
+
 impl XskSocket {
-    /// Opens a socket on `ifindex` / `queue` and binds it. The XDP program must already
-    /// be attached for frames to arrive; registering the fd in the XSKMAP is the caller's.
-    pub fn open(ifindex: u32, queue: u32, config: &XskConfig) -> Result<Self, XskError> {
+    /// Opens a socket on interface `ifname` / `queue` and binds it. The XDP program must
+    /// already be attached for frames to arrive; entering the fd into the XSKMAP is the
+    /// caller's.
+    pub fn open(ifname: &str, queue: u32, config: &XskConfig) -> Result<Self, XskError> {
         let err = |step: &'static str| {
             move |source: io::Error| XskError {
                 queue,
@@ -172,107 +198,80 @@ impl XskSocket {
                 source,
             }
         };
-        let umem = Umem::new(config.frame_size, config.frame_count).map_err(err("umem"))?;
-        // Safety: plain socket(2) call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(err("socket(AF_XDP)")(io::Error::last_os_error()));
-        }
-        // Safety: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let raw = fd.as_raw_fd();
-        setsockopt(raw, libc::XDP_UMEM_REG, &umem.registration()).map_err(err("XDP_UMEM_REG"))?;
-        let size = config.ring_size as libc::c_int;
-        for (name, step) in [
-            (libc::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
-            (libc::XDP_UMEM_COMPLETION_RING, "XDP_UMEM_COMPLETION_RING"),
-            (libc::XDP_RX_RING, "XDP_RX_RING"),
-            (libc::XDP_TX_RING, "XDP_TX_RING"),
-        ] {
-            setsockopt(raw, name, &size).map_err(err(step))?;
-        }
-        // Safety: xdp_mmap_offsets is plain u64s.
-        let offsets: libc::xdp_mmap_offsets =
-            unsafe { getsockopt(raw, libc::XDP_MMAP_OFFSETS) }.map_err(err("XDP_MMAP_OFFSETS"))?;
-        let ring_size = config.ring_size;
-        // Safety: each ring was sized above and the offsets are the kernel's for it.
-        let (fill, completion, rx, tx) = unsafe {
-            (
-                map_ring::<u64>(
-                    raw,
-                    libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
-                    &offsets.fr,
-                    ring_size,
-                )
-                .map_err(err("mmap fill ring"))?
-                .producer(),
-                map_ring::<u64>(
-                    raw,
-                    libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
-                    &offsets.cr,
-                    ring_size,
-                )
-                .map_err(err("mmap completion ring"))?
-                .consumer(),
-                map_ring::<libc::xdp_desc>(raw, libc::XDP_PGOFF_RX_RING, &offsets.rx, ring_size)
-                    .map_err(err("mmap rx ring"))?
-                    .consumer(),
-                map_ring::<libc::xdp_desc>(raw, libc::XDP_PGOFF_TX_RING, &offsets.tx, ring_size)
-                    .map_err(err("mmap tx ring"))?
-                    .producer(),
-            )
-        };
+        let ring = QueueSize::new(config.ring_size).map_err(|e| err("ring size")(other(e)))?;
+        let umem_config = UmemConfig::builder()
+            .frame_size(FrameSize::new(config.frame_size).map_err(|e| err("frame size")(other(e)))?)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .frame_headroom(0)
+            .build()
+            .map_err(|e| err("UMEM layout")(other(e)))?;
+        let count = NonZeroU32::new(config.frame_count)
+            .ok_or_else(|| err("UMEM")(other("frame count must be at least 1")))?;
+        let (umem, frames) =
+            Umem::new(umem_config, count, false).map_err(|e| err("UMEM")(other(e)))?;
 
-        let bind = |flags: u16| -> io::Result<()> {
-            let addr = libc::sockaddr_xdp {
-                sxdp_family: libc::AF_XDP as u16,
-                sxdp_flags: flags | libc::XDP_USE_NEED_WAKEUP,
-                sxdp_ifindex: ifindex,
-                sxdp_queue_id: queue,
-                sxdp_shared_umem_fd: 0,
-            };
-            // Safety: `addr` is a valid sockaddr_xdp of the size passed.
-            let rc = unsafe {
-                libc::bind(
-                    raw,
-                    (&addr as *const libc::sockaddr_xdp).cast(),
-                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
+        let bind = match config.bind_mode {
+            // No mode flag: the kernel tries zero-copy and falls back to copy by itself.
+            BindMode::Auto => BindFlags::empty(),
+            BindMode::Copy => BindFlags::XDP_COPY,
+            BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY,
         };
-        let zero_copy = match config.bind_mode {
-            BindMode::ZeroCopy => {
-                bind(libc::XDP_ZEROCOPY).map_err(err("bind (zero-copy)"))?;
-                true
-            }
-            BindMode::Copy => {
-                bind(libc::XDP_COPY).map_err(err("bind (copy)"))?;
-                false
-            }
-            BindMode::Auto => match bind(libc::XDP_ZEROCOPY) {
-                Ok(()) => true,
-                Err(_) => {
-                    bind(libc::XDP_COPY).map_err(err("bind (copy)"))?;
-                    false
-                }
-            },
+        let socket_config = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            // fastpath attaches its own XDP program; libxdp must never load its default one.
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        let name = CString::new(ifname)
+            .map_err(|_| err("interface name")(other("contains a NUL byte")))?;
+        let step = match config.bind_mode {
+            BindMode::ZeroCopy => "bind (zero-copy)",
+            _ => "bind",
         };
+        // Safety: the UMEM is not shared with another socket, so the shared-UMEM contract
+        // (INHIBIT_PROG_LOAD set when the queue is already bound) does not arise, and it
+        // is set anyway.
+        let (tx, rx, rings) =
+            unsafe { Socket::new(socket_config, &umem, &Interface::new(name), queue) }.map_err(
+                |e| {
+                    let source = std::error::Error::source(&e)
+                        .and_then(|s| s.downcast_ref::<io::Error>())
+                        .and_then(io::Error::raw_os_error)
+                        .map_or_else(|| other(&e), io::Error::from_raw_os_error);
+                    err(step)(source)
+                },
+            )?;
+        let (fill, completion) =
+            rings.ok_or_else(|| err(step)(other("xsk-rs returned no fill/completion rings")))?;
 
+        let raw = rx.fd().as_raw_fd();
+        let zero_copy = zero_copy_granted(raw).map_err(err("XDP_OPTIONS"))?;
+        // Safety: dup(2) of a live descriptor; the result is checked and owned below.
+        let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(err("dup")(io::Error::last_os_error()));
+        }
+        // Safety: `dup` is a fresh descriptor that nothing else owns.
+        let shared_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
+
+        let batch = vec![FrameDesc::default(); BATCH].into_boxed_slice();
         let mut socket = Self {
             fill,
             completion,
             rx,
             tx,
-            fd: Arc::new(fd),
+            shared_fd,
+            out: batch.clone(),
+            batch,
+            frames: frames.into_boxed_slice(),
             ledger: FrameLedger::new(config.frame_count),
-            umem,
+            ring_size: config.ring_size,
+            frame_size: config.frame_size,
             queue,
             zero_copy,
+            umem,
         };
         socket.refill();
         Ok(socket)
@@ -286,9 +285,15 @@ impl XskSocket {
         self.zero_copy
     }
 
-    /// The descriptor, shared with the control plane (statistics) and the XSKMAP.
+    /// A duplicate of the socket's descriptor, shared with the control plane (statistics)
+    /// and the XSKMAP.
     pub fn fd(&self) -> Arc<OwnedFd> {
-        self.fd.clone()
+        self.shared_fd.clone()
+    }
+
+    /// The frame index that holds UMEM offset `addr`, if `addr` lies inside the UMEM.
+    fn frame_of(&self, addr: usize) -> Option<u32> {
+        frame_index(addr, self.frame_size, self.ledger.frame_count())
     }
 
     /// Gives free frames to the kernel to receive into. Returns how many.
@@ -297,32 +302,53 @@ impl XskSocket {
         if free == 0 {
             return 0;
         }
-        let n = self.fill.reserve(free);
-        let frame_size = u64::from(self.umem.frame_size());
+        let n = self.fill.nb_free(free).min(free).min(BATCH as u32) as usize;
         let mut given = 0;
         while given < n {
             let Some(frame) = self.ledger.take_free(FrameState::Fill) else {
                 break;
             };
-            self.fill.write(given, u64::from(frame) * frame_size);
+            self.out[given] = self.frames[frame as usize];
             given += 1;
         }
-        self.fill.submit(given);
-        given
+        // Safety: every descriptor is a frame of this socket's UMEM that the ledger just
+        // moved from Free to Fill, so nothing else reads or writes it.
+        let produced = unsafe { self.fill.produce(&self.out[..given]) };
+        if produced < given {
+            // The ring had no room after all (nb_free is never an overestimate, so this
+            // does not happen): give the frames back.
+            for desc in &self.out[produced..given] {
+                let frame = frame_index(desc.addr(), self.frame_size, self.ledger.frame_count());
+                if let Some(frame) = frame {
+                    self.ledger.release(frame, FrameState::Fill);
+                }
+            }
+        }
+        produced as u32
     }
 
     /// Takes back the frames the kernel has finished sending. Returns how many.
     pub fn complete(&mut self, max: u32) -> u32 {
-        let n = self.completion.peek(max);
-        for i in 0..n {
-            let addr = self.completion.read(i);
-            match self.umem.frame_of(addr) {
-                Some(frame) => self.ledger.release(frame, FrameState::Tx),
-                None => self.ledger.note_invalid(),
+        let mut total = 0;
+        loop {
+            let want = (max - total).min(BATCH as u32) as usize;
+            if want == 0 {
+                break;
+            }
+            // Safety: the completion ring only returns frames of this UMEM.
+            let n = unsafe { self.completion.consume(&mut self.batch[..want]) };
+            for desc in &self.batch[..n] {
+                match frame_index(desc.addr(), self.frame_size, self.ledger.frame_count()) {
+                    Some(frame) => self.ledger.release(frame, FrameState::Tx),
+                    None => self.ledger.note_invalid(),
+                }
+            }
+            total += n as u32;
+            if n < want {
+                break;
             }
         }
-        self.completion.release(n);
-        n
+        total
     }
 
     /// Receives up to `max` frames and hands each to `handle(buffer, len)`, where `buffer`
@@ -333,14 +359,16 @@ impl XskSocket {
         F: FnMut(&mut [u8], usize) -> Option<usize>,
     {
         let mut batch = RxBatch::default();
-        let n = self.rx.peek(max);
+        let want = (max as usize).min(BATCH);
+        // Safety: the RX ring only returns frames of this UMEM.
+        let n = unsafe { self.rx.consume(&mut self.batch[..want]) };
         if n == 0 {
             return batch;
         }
-        let tx_room = self.tx.reserve(n);
+        let tx_room = self.tx.nb_free(n as u32).min(n as u32);
         for i in 0..n {
-            let desc = self.rx.read(i);
-            let Some(frame) = self.umem.frame_of(desc.addr) else {
+            let addr = self.batch[i].addr();
+            let Some(frame) = self.frame_of(addr) else {
                 batch.invalid += 1;
                 continue;
             };
@@ -352,25 +380,29 @@ impl XskSocket {
                 continue;
             }
             batch.received += 1;
-            let reply = match self.umem.frame_mut(desc.addr) {
-                Some(buffer) if (desc.len as usize) <= buffer.len() => {
-                    handle(buffer, desc.len as usize).filter(|&len| len <= buffer.len())
-                }
-                _ => {
-                    batch.invalid += 1;
-                    None
-                }
+            let desc = &mut self.batch[i];
+            // Safety: the descriptor names a frame of this UMEM (frame_of checked it) that
+            // the ledger just moved to InUse: the kernel is done with it and no other
+            // borrow of it exists.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            let len = data.contents().len();
+            // Open the whole rest of the chunk, so a reply may be longer than the request.
+            let capacity = {
+                let mut cursor = data.cursor();
+                let capacity = cursor.buf_len();
+                cursor.set_pos(capacity);
+                capacity
+            };
+            let reply = if len <= capacity {
+                handle(data.contents_mut(), len).filter(|&l| l <= capacity)
+            } else {
+                batch.invalid += 1;
+                None
             };
             match reply {
-                Some(len) if batch.transmitted < tx_room => {
-                    self.tx.write(
-                        batch.transmitted,
-                        libc::xdp_desc {
-                            addr: desc.addr,
-                            len: len as u32,
-                            options: 0,
-                        },
-                    );
+                Some(l) if batch.transmitted < tx_room => {
+                    data.cursor().set_pos(l);
+                    self.out[batch.transmitted as usize] = *desc;
                     self.ledger
                         .transition(frame, FrameState::InUse, FrameState::Tx);
                     batch.transmitted += 1;
@@ -382,9 +414,20 @@ impl XskSocket {
                 None => self.ledger.release(frame, FrameState::InUse),
             }
         }
-        self.rx.release(n);
-        self.tx.submit(batch.transmitted);
+        let sent = batch.transmitted as usize;
+        // Safety: the descriptors are frames of this UMEM that the ledger moved to Tx;
+        // nothing touches them until the completion ring returns them.
+        let produced = unsafe { self.tx.produce(&self.out[..sent]) };
+        debug_assert!(
+            produced == sent || sent == 0,
+            "nb_free promised {sent} TX slots"
+        );
         batch
+    }
+
+    /// TX descriptors the kernel has not consumed yet.
+    fn tx_queued(&mut self) -> u32 {
+        self.ring_size - self.tx.nb_free_exact().min(self.ring_size)
     }
 
     /// Frames submitted to TX whose completion has not been reaped.
@@ -395,47 +438,28 @@ impl XskSocket {
     /// Asks the kernel to send what is in the TX ring, if it wants to be asked (on veth
     /// copy mode it always does: without the kick nothing is sent). One syscall per batch.
     pub fn kick_tx(&mut self) -> bool {
-        if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
+        if !self.tx.needs_wakeup() || self.tx_queued() == 0 {
             return false;
         }
-        // Safety: sendto with no buffer on our own socket; errors are transient (EAGAIN,
-        // EBUSY, ENOBUFS) and retried on the next batch.
-        unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
+        // Transient errors (EAGAIN, EBUSY, ENOBUFS, ENETDOWN) are swallowed by xsk-rs and
+        // the kick is retried on the next batch.
+        let _ = self.tx.wakeup();
         true
     }
 
     /// Wakes the kernel's RX path if it asked (fill ring NEED_WAKEUP), without blocking.
     pub fn kick_rx(&mut self) {
         if self.fill.needs_wakeup() {
-            // Safety: a zero-length non-blocking recvfrom on our own socket.
-            unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            };
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
         }
     }
 
     /// Blocks until a frame may be ready, `extra` (an eventfd) is signalled, or
-    /// `timeout_ms` passes.
+    /// `timeout_ms` passes. `poll(2)` over both descriptors: xsk-rs polls only its own.
     pub fn wait_readable(&self, timeout_ms: i32, extra: Option<RawFd>) {
         let mut pfds = [
             libc::pollfd {
-                fd: self.fd.as_raw_fd(),
+                fd: self.rx.fd().as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -454,39 +478,42 @@ impl XskSocket {
     /// its length, and queues it for TX. `Full` when no frame or TX slot is free, `Declined`
     /// when `write` could not fill one; either way everything is left as it was.
     pub fn transmit_new(&mut self, write: &mut FrameWriter<'_>) -> TxResult {
-        if self.tx.reserve(1) == 0 {
+        if self.tx.nb_free(1) == 0 {
             return TxResult::Full;
         }
         let Some(frame) = self.ledger.take_free(FrameState::InUse) else {
             return TxResult::Full;
         };
-        let addr = u64::from(frame) * u64::from(self.umem.frame_size());
-        let len = self
-            .umem
-            .frame_mut(addr)
-            .and_then(|buf| write(buf).filter(|&n| n <= buf.len()));
-        let Some(len) = len else {
+        let mut desc = self.frames[frame as usize];
+        // Safety: a frame of this UMEM the ledger just took from the free list: nothing
+        // else reads or writes it.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let capacity = {
+            let mut cursor = data.cursor();
+            let capacity = cursor.buf_len();
+            cursor.set_pos(capacity);
+            capacity
+        };
+        let Some(len) = write(data.contents_mut()).filter(|&n| n <= capacity) else {
             self.ledger.release(frame, FrameState::InUse);
             return TxResult::Declined;
         };
-        self.tx.write(
-            0,
-            libc::xdp_desc {
-                addr,
-                len: len as u32,
-                options: 0,
-            },
-        );
+        data.cursor().set_pos(len);
+        // Safety: as above; the ledger moves the frame to Tx right after.
+        if unsafe { self.tx.produce_one(&desc) } == 0 {
+            self.ledger.release(frame, FrameState::InUse);
+            return TxResult::Full;
+        }
         self.ledger
             .transition(frame, FrameState::InUse, FrameState::Tx);
-        self.tx.submit(1);
         TxResult::Sent
     }
 
     /// Where every frame is right now.
-    pub fn frame_counts(&self) -> FrameCounts {
-        let rx = self.rx.pending();
-        let completion = self.completion.pending();
+    pub fn frame_counts(&mut self) -> FrameCounts {
+        // Frames the kernel has put in the RX and completion rings but we have not consumed.
+        let rx = self.rx.nb_avail_exact();
+        let completion = self.completion.nb_avail_exact();
         FrameCounts {
             free: self.ledger.count(FrameState::Free),
             fill: self.ledger.count(FrameState::Fill).saturating_sub(rx),
@@ -503,5 +530,25 @@ impl XskSocket {
 
     pub fn frame_count(&self) -> u32 {
         self.ledger.frame_count()
+    }
+}
+
+/// The frame index that holds UMEM offset `addr`, if it lies inside `count` frames.
+fn frame_index(addr: usize, frame_size: u32, count: u32) -> Option<u32> {
+    let index = addr / frame_size as usize;
+    (index < count as usize).then_some(index as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_map_to_frames_and_outside_is_refused() {
+        assert_eq!(frame_index(0, 2048, 4), Some(0));
+        assert_eq!(frame_index(2048 + 256, 2048, 4), Some(1));
+        assert_eq!(frame_index(4 * 2048 - 1, 2048, 4), Some(3));
+        assert_eq!(frame_index(4 * 2048, 2048, 4), None);
+        assert_eq!(frame_index(usize::MAX, 4096, 4096), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The UMEM (the packet memory shared with the kernel) and the frame ledger.
+//! The frame ledger: fastpath's own account of the UMEM that xsk-rs maps.
 //!
 //! The UMEM is `frame_count` chunks of `frame_size` bytes (aligned mode). The ledger
 //! knows where every frame is — free, in the fill ring (or being received into), in
@@ -6,8 +6,6 @@
 //! completion ring — and checks every move, so a lost or doubly used frame shows up as
 //! a counted ledger error instead of silent corruption. The per-frame state is one byte;
 //! moving a frame is a compare and a store, with no allocation.
-
-use std::io;
 
 /// Where a frame is. Fill/Rx and Tx/Completion are told apart only at snapshot time
 /// (by reading the kernel's ring indices); the ledger itself tracks who owns the frame.
@@ -37,94 +35,6 @@ pub struct FrameCounts {
 impl FrameCounts {
     pub fn total(&self) -> u32 {
         self.free + self.fill + self.rx + self.in_use + self.tx + self.completion
-    }
-}
-
-/// Anonymous, page-aligned packet memory.
-pub struct Umem {
-    ptr: *mut u8,
-    len: usize,
-    frame_size: u32,
-    frame_count: u32,
-}
-
-// Safety: the Umem is owned by one worker; the kernel accesses it only through the rings.
-unsafe impl Send for Umem {}
-
-impl Umem {
-    pub fn new(frame_size: u32, frame_count: u32) -> io::Result<Self> {
-        if !frame_size.is_power_of_two() || !(2048..=4096).contains(&frame_size) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("frame size {frame_size} must be 2048 or 4096"),
-            ));
-        }
-        let len = frame_size as usize * frame_count as usize;
-        // Safety: a fresh private anonymous mapping; checked for failure below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self {
-            ptr: ptr.cast(),
-            len,
-            frame_size,
-            frame_count,
-        })
-    }
-
-    pub fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-
-    pub fn frame_count(&self) -> u32 {
-        self.frame_count
-    }
-
-    pub(crate) fn registration(&self) -> libc::xdp_umem_reg {
-        libc::xdp_umem_reg {
-            addr: self.ptr as u64,
-            len: self.len as u64,
-            chunk_size: self.frame_size,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        }
-    }
-
-    /// The frame index that holds UMEM offset `addr`, if `addr` lies inside the UMEM.
-    pub fn frame_of(&self, addr: u64) -> Option<u32> {
-        let index = addr / u64::from(self.frame_size);
-        (index < u64::from(self.frame_count)).then_some(index as u32)
-    }
-
-    /// The bytes from `addr` to the end of its frame: room for a reply at the same place.
-    /// None if `addr` is outside the UMEM.
-    pub fn frame_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
-        let frame = self.frame_of(addr)?;
-        let end = (u64::from(frame) + 1) * u64::from(self.frame_size);
-        // Safety: addr < end <= len (frame_of checked the index); the frame is InUse, so
-        // neither the kernel nor another borrow touches it while this borrow lives.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.add(addr as usize), (end - addr) as usize)
-        })
-    }
-}
-
-impl Drop for Umem {
-    fn drop(&mut self) {
-        // Safety: ptr/len are what mmap returned; the socket that registered it is closed
-        // first (XskSocket drops its fd before its Umem).
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 
@@ -250,17 +160,5 @@ mod tests {
         let mut ledger = FrameLedger::new(4);
         assert!(!ledger.transition(99, FrameState::Fill, FrameState::InUse));
         assert_eq!(ledger.errors(), 1);
-    }
-
-    #[test]
-    fn umem_rejects_odd_frame_sizes_and_maps_frames() {
-        assert!(Umem::new(3000, 4).is_err());
-        let mut umem = Umem::new(2048, 4).unwrap();
-        assert_eq!(umem.frame_of(2048 + 256), Some(1));
-        assert_eq!(umem.frame_of(4 * 2048), None);
-        let frame = umem.frame_mut(2048 + 256).unwrap();
-        assert_eq!(frame.len(), 2048 - 256);
-        frame[0] = 0xa5;
-        assert!(umem.frame_mut(1 << 40).is_none());
     }
 }
