@@ -102,6 +102,10 @@ struct Common {
         allow_hyphen_values = true
     )]
     fastpath_args: String,
+    /// Compare with an earlier fastpath binary instead of the kernel: fastpath's systems run
+    /// from PATH and from the current build, alternating old, new (ratios new ÷ old).
+    #[arg(long, value_name = "PATH")]
+    baseline_bin: Option<PathBuf>,
     /// TX checksum offload on the peer (client) end.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     peer_checksum_offload: String,
@@ -188,6 +192,7 @@ fn settings(c: &Common, out: PathBuf) -> Settings {
             .collect(),
         server_core: c.server_core,
         client_core: c.client_core,
+        baseline_bin: c.baseline_bin.clone(),
         out,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     }
@@ -349,6 +354,7 @@ fn demo(duration: u64, stop: &AtomicBool) -> anyhow::Result<()> {
         fastpath_args: String::new(),
         server_core: None,
         client_core: None,
+        baseline_bin: None,
     };
     let (_, table) = scenario::run(ScenarioKind::UdpFlood, &settings(&c, out.clone()), stop)?;
     print!("{table}");

@@ -36,7 +36,17 @@ impl FastpathProcess {
 
     /// Starts `fastpath <command> --iface <server veth> <args>` and waits until it answers stats.
     pub fn start(pair: &VethPair, command: &str, args: &[&str]) -> anyhow::Result<Self> {
-        let bin = fastpath_binary()?;
+        Self::start_binary(&fastpath_binary()?, pair, command, args)
+    }
+
+    /// Like `start`, with the fastpath binary at `bin` (e.g. an earlier build, for a
+    /// regression comparison).
+    pub fn start_binary(
+        bin: &std::path::Path,
+        pair: &VethPair,
+        command: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let tag = format!("{}-{}", pair.server.iface, std::process::id());
         let control = std::env::temp_dir().join(format!("fastpath-{tag}.sock"));
         let log = std::env::temp_dir().join(format!("fastpath-{tag}.log"));

@@ -54,6 +54,10 @@ enum System {
     Fastpath,
     Kernel,
     Ceiling,
+    /// fastpath from the `--baseline-bin` binary (an earlier build), for a regression check.
+    FastpathBaseline,
+    /// The ceiling from the `--baseline-bin` binary.
+    CeilingBaseline,
 }
 
 impl System {
@@ -62,6 +66,17 @@ impl System {
             System::Fastpath => "fastpath",
             System::Kernel => "kernel",
             System::Ceiling => "ceiling",
+            System::FastpathBaseline => "fastpath@baseline",
+            System::CeilingBaseline => "ceiling@baseline",
+        }
+    }
+
+    /// The same system run from the baseline binary, for systems that are fastpath's.
+    fn baseline(self) -> Option<System> {
+        match self {
+            System::Fastpath => Some(System::FastpathBaseline),
+            System::Ceiling => Some(System::CeilingBaseline),
+            _ => None,
         }
     }
 }
@@ -94,6 +109,9 @@ pub struct Settings {
     pub fastpath_args: Vec<String>,
     pub server_core: Option<usize>,
     pub client_core: Option<usize>,
+    /// Compare against this (earlier) fastpath binary instead of the kernel: each of
+    /// fastpath's systems runs from it and from the current one, alternating old, new.
+    pub baseline_bin: Option<PathBuf>,
     #[serde(skip)]
     pub out: PathBuf,
     pub command: String,
@@ -103,7 +121,43 @@ const PORT: u16 = 11111;
 /// A port nothing serves, for the client's send-only capacity.
 const DISCARD_PORT: u16 = 9;
 
-fn plans(kind: ScenarioKind) -> Vec<(Client, [System; 2])> {
+fn plans(kind: ScenarioKind, s: &Settings) -> Vec<(Client, Vec<System>)> {
+    let plans = base_plans(kind);
+    if s.baseline_bin.is_none() {
+        return plans.into_iter().map(|(c, sys)| (c, sys.to_vec())).collect();
+    }
+    // Regression mode: old, new for each of fastpath's systems; the kernel sits out.
+    plans
+        .into_iter()
+        .map(|(client, systems)| {
+            let systems = systems
+                .iter()
+                .filter_map(|sys| sys.baseline().map(|old| [old, *sys]))
+                .flatten()
+                .collect();
+            (client, systems)
+        })
+        .collect()
+}
+
+/// (numerator, denominator) of the scenario's ratios.
+fn ratio_pairs(kind: ScenarioKind, s: &Settings) -> Vec<(&'static str, &'static str)> {
+    if s.baseline_bin.is_some() {
+        return base_plans(kind)
+            .iter()
+            .flat_map(|(_, systems)| systems.iter())
+            .filter_map(|sys| sys.baseline().map(|old| (sys.name(), old.name())))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+    }
+    match kind {
+        ScenarioKind::Ceiling => vec![("fastpath", "ceiling")],
+        _ => vec![("fastpath", "kernel")],
+    }
+}
+
+fn base_plans(kind: ScenarioKind) -> Vec<(Client, [System; 2])> {
     match kind {
         ScenarioKind::UdpPingpong => vec![
             (Client::Sockperf, [System::Fastpath, System::Kernel]),
@@ -116,7 +170,7 @@ fn plans(kind: ScenarioKind) -> Vec<(Client, [System; 2])> {
 
 /// Seconds the scenario will take, roughly (for the progress bar and the time bound).
 pub fn planned_secs(kind: ScenarioKind, s: &Settings) -> u64 {
-    let runs: u64 = plans(kind)
+    let runs: u64 = plans(kind, s)
         .iter()
         .map(|(_, systems)| systems.len() as u64)
         .sum();
@@ -167,10 +221,16 @@ fn start_server(
     let queues = s.queues.to_string();
     // fastpath's subcommand and extra flags for the systems it plays.
     let fastpath = match (kind, system) {
-        (ScenarioKind::UdpPingpong, System::Fastpath) => Some(("echo", Some("--sockperf"))),
-        (_, System::Fastpath) => Some(("echo", None)),
-        (_, System::Ceiling) => Some(("reflect", None)),
+        (ScenarioKind::UdpPingpong, System::Fastpath | System::FastpathBaseline) => {
+            Some(("echo", Some("--sockperf")))
+        }
+        (_, System::Fastpath | System::FastpathBaseline) => Some(("echo", None)),
+        (_, System::Ceiling | System::CeilingBaseline) => Some(("reflect", None)),
         (_, System::Kernel) => None,
+    };
+    let binary = match system {
+        System::FastpathBaseline | System::CeilingBaseline => s.baseline_bin.clone(),
+        _ => None,
     };
     let server = match (kind, system, fastpath) {
         (_, _, Some((command, flag))) => {
@@ -184,7 +244,10 @@ fn start_server(
             ];
             args.extend(flag);
             args.extend(s.fastpath_args.iter().map(String::as_str));
-            Server::Fastpath(FastpathProcess::start(pair, command, &args)?)
+            Server::Fastpath(match binary {
+                Some(bin) => FastpathProcess::start_binary(&bin, pair, command, &args)?,
+                None => FastpathProcess::start(pair, command, &args)?,
+            })
         }
         (ScenarioKind::UdpPingpong, _, None) => {
             Server::Child(sockperf::start_server(pair, PORT, cpu)?)
@@ -282,7 +345,7 @@ pub fn run(
     s: &Settings,
     stop: &AtomicBool,
 ) -> anyhow::Result<(Report, String)> {
-    if plans(kind).iter().any(|(c, _)| *c == Client::Sockperf) {
+    if plans(kind, s).iter().any(|(c, _)| *c == Client::Sockperf) {
         sockperf::require()?;
     }
     let pair = VethPair::create(VethConfig {
@@ -298,7 +361,7 @@ pub fn run(
     let warmup = Duration::from_millis((s.duration_secs * 1000 / 5).min(1000));
 
     for round in 0..s.rounds {
-        for (client, systems) in plans(kind) {
+        for (client, systems) in plans(kind, s) {
             for system in systems {
                 progress.bar.set_message(format!(
                     "{} ← {} (round {})",
@@ -442,21 +505,20 @@ pub fn run(
             }
         })
         .collect();
-    let (numerator, denominator) = match kind {
-        ScenarioKind::Ceiling => ("fastpath", "ceiling"),
-        _ => ("fastpath", "kernel"),
-    };
     let find = |client: &str, system: &str| {
         summary
             .iter()
             .find(|x| x.client == client && x.system == system)
     };
     let mut ratios = Vec::new();
-    for (client, _) in plans(kind) {
-        if let (Some(n), Some(d)) = (
-            find(client.name(), numerator),
-            find(client.name(), denominator),
-        ) {
+    for (client, _) in plans(kind, s) {
+        for (numerator, denominator) in ratio_pairs(kind, s) {
+            let (Some(n), Some(d)) = (
+                find(client.name(), numerator),
+                find(client.name(), denominator),
+            ) else {
+                continue;
+            };
             let mut values = BTreeMap::new();
             values.insert("rate".to_string(), n.rate_pps / d.rate_pps.max(1e-9));
             for (k, v) in &n.percentiles_us {
@@ -479,7 +541,21 @@ pub fn run(
             .and_then(|r| r.values.get(key).copied())
     };
     let mut goals = Vec::new();
+    if s.baseline_bin.is_some() {
+        // A change to the data path may cost at most 5 % of the rate it had.
+        for r in &ratios {
+            if let Some(&v) = r.values.get("rate") {
+                goals.push(Goal {
+                    goal: format!("{} rate, {}/{} ({})", r.numerator, r.numerator, r.denominator, r.client),
+                    measured: v,
+                    target: ">= 0.95".into(),
+                    met: v >= 0.95,
+                });
+            }
+        }
+    }
     match kind {
+        _ if s.baseline_bin.is_some() => {}
         ScenarioKind::UdpPingpong => {
             if let Some(v) = ratio("sockperf", "p99") {
                 goals.push(Goal {
