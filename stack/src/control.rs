@@ -23,8 +23,10 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    api::Stack,
+    socket::SocketInfo,
     steer::{Steering, describe_rule},
-    worker::{QueueCounter, QueueShared},
+    worker::QueueShared,
     xsk::{FrameCounts, kernel_stats},
 };
 
@@ -44,7 +46,7 @@ pub struct QueueHandle {
 
 pub struct ControlState {
     pub steering: Arc<Steering>,
-    pub stack: Arc<crate::api::Stack>,
+    pub stack: Stack,
     pub queues: Vec<QueueHandle>,
     pub service: String,
     pub started: Instant,
@@ -116,19 +118,21 @@ impl ControlState {
             .iter()
             .map(|q| {
                 let k = kernel_stats(q.fd.as_raw_fd()).unwrap_or_default();
-                let counters = QueueCounter::ALL
-                    .iter()
-                    .map(|c| (c.name().to_string(), q.shared.counter(*c)))
+                let counters = q
+                    .shared
+                    .counters()
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value))
                     .collect();
                 let cpu = q.shared.cpu();
                 QueueStats {
                     queue: q.queue,
                     cpu: (cpu != u64::MAX).then_some(cpu),
                     zero_copy: q.zero_copy,
-                    rx: q.shared.counter(QueueCounter::RxFrames),
-                    tx: q.shared.counter(QueueCounter::TxFrames),
+                    rx: q.shared.counter("rx"),
+                    tx: q.shared.counter("tx"),
                     fill_empty: k.rx_fill_ring_empty_descs,
-                    tx_full: q.shared.counter(QueueCounter::TxRingFull),
+                    tx_full: q.shared.counter("tx_full"),
                     rx_dropped: k.rx_dropped,
                     rx_ring_full: k.rx_ring_full,
                     rx_invalid_descs: k.rx_invalid_descs,
@@ -301,12 +305,12 @@ pub fn request_close(path: &Path, number: u32) -> anyhow::Result<u32> {
 }
 
 /// Asks a running fastpath for its sockets.
-pub fn request_sockets(path: &Path) -> anyhow::Result<Vec<crate::api::SocketInfo>> {
+pub fn request_sockets(path: &Path) -> anyhow::Result<Vec<SocketInfo>> {
     request(path, "sockets")
 }
 
 /// The `ss`-like table of `fastpath sockets`.
-pub fn render_sockets(rows: &[crate::api::SocketInfo]) -> String {
+pub fn render_sockets(rows: &[SocketInfo]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(

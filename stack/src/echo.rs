@@ -1,34 +1,20 @@
-//! The UDP echo application and the bench ceiling.
+//! Applications: the UDP echo and the bench ceiling.
 //!
-//! `EchoApp` is an ordinary application on the socket API (`api`): it runs on the worker
-//! and answers each datagram with itself; `--sockperf` also clears sockperf's client bit,
-//! as `sockperf server` does. The stack around it (`api::Demux`) does the rest: validation,
-//! received checksums, the four-tuple lookup, and the reply's full checksums.
-//!
-//! Received checksums: the IPv4 header checksum is always verified. A kernel peer on a
-//! veth leaves the UDP checksum to TX offload, so the field holds only the pseudo-header
-//! sum (CHECKSUM_PARTIAL); `RxChecksum::AcceptPartial` (the default) accepts exactly that
-//! value as "offloaded by a local peer" and counts it, and drops any other mismatch.
-//! Replies always carry full checksums: AF_XDP frames get no offload, and a plain swap
-//! was measured to get 0 of 5 replies accepted.
+//! `EchoApp` is an ordinary application on the socket API (`udp::UdpHandler`): it runs on
+//! the worker and answers each datagram with itself; `--sockperf` also clears sockperf's
+//! client bit, as `sockperf server` does. The stack below it does the rest: validation
+//! (`demux`), received checksums and the reply's full checksums (`udp`), the four-tuple
+//! lookup (`table`).
 
 use crate::{
+    counter_set,
+    counters::{Counters, SharedCounters},
+    demux::FrameHandler,
+    time::Instant,
     udp::{Datagram, UdpHandler, Verdict},
     wire::udp::{ChecksumStatus, UdpPacket},
-    worker::{FrameHandler, LocalCounters, QueueCounter},
+    xsk::FrameSink,
 };
-
-/// How received UDP checksums are judged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RxChecksum {
-    /// Full checksum, or none (zero), or the pseudo-header sum a local offloading peer sends.
-    AcceptPartial,
-    /// Full checksum or none; a partial one is dropped as bad.
-    Strict,
-    /// Do not verify UDP checksums.
-    Skip,
-}
 
 /// Offset of sockperf's 16-bit message flags: after its 8-byte sequence number.
 const SOCKPERF_FLAGS: usize = 8;
@@ -44,7 +30,7 @@ pub struct EchoApp {
 
 impl UdpHandler for EchoApp {
     #[inline]
-    fn on_datagram(&self, d: &mut Datagram<'_>) -> Verdict {
+    fn on_datagram(&self, d: &mut Datagram<'_, '_>) -> Verdict {
         let len = d.payload().len();
         if self.sockperf
             && let Some(flags) = d.buffer_mut().get_mut(SOCKPERF_FLAGS..SOCKPERF_FLAGS + 2)
@@ -62,15 +48,32 @@ impl UdpHandler for EchoApp {
 /// 20-byte header), and compute the UDP checksum only when the peer left it partial.
 /// No validation: it measures the rings and the kernel's AF_XDP path, not a stack.
 #[derive(Clone, Default)]
-pub struct ReflectService;
+pub struct ReflectService {
+    counters: Counters<ReflectCounter>,
+}
+
+counter_set! {
+    /// What the ceiling did.
+    pub enum ReflectCounter {
+        Replied = "replied",
+        DropMalformed = "drop_malformed",
+    }
+}
 
 impl FrameHandler for ReflectService {
-    fn handle(&mut self, frame: &mut [u8], len: usize, c: &mut LocalCounters) -> Option<usize> {
+    fn handle(
+        &mut self,
+        _now: Instant,
+        frame: &mut [u8],
+        len: usize,
+        _tx: &mut dyn FrameSink,
+    ) -> Option<usize> {
+        let c = &mut self.counters;
         use fastpath_common::layout::*;
         const L3: usize = ETH_HLEN;
         const L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
         if len < L4 + UDP_HLEN || frame[L3 + IPV4_VER_IHL] != 0x45 {
-            c.bump(QueueCounter::DropMalformed);
+            c.bump(ReflectCounter::DropMalformed);
             return None;
         }
         let frame = &mut frame[..len];
@@ -107,8 +110,16 @@ impl FrameHandler for ReflectService {
         {
             udp.fill_checksum(src, dst);
         }
-        c.bump(QueueCounter::Replied);
+        c.bump(ReflectCounter::Replied);
         Some(len)
+    }
+
+    fn counter_names(&self) -> Vec<&'static str> {
+        Counters::<ReflectCounter>::names().collect()
+    }
+
+    fn publish(&self, shared: &SharedCounters, offset: usize) {
+        shared.store(offset, self.counters.values());
     }
 }
 
@@ -118,13 +129,15 @@ mod tests {
 
     use super::*;
     use crate::{
-        api::{Demux, Stack},
-        udp::Delivery,
+        api::Stack,
+        demux::Demux,
+        udp::{Delivery, UdpCounter},
         wire::{
             checksum,
             ipv4::Ipv4Packet,
             testing::{CLIENT, SERVER},
         },
+        xsk::testing::VecSink,
     };
 
     fn request(payload: &[u8], dst_port: u16) -> Vec<u8> {
@@ -140,15 +153,21 @@ mod tests {
                 Delivery::on_worker(EchoApp { sockperf }),
             )
             .unwrap();
-        Demux::new(stack, 0)
+        Demux::new(stack.host().clone(), 0)
     }
 
-    fn echo(d: &mut Demux, f: &mut Vec<u8>) -> (Option<usize>, LocalCounters) {
+    /// Echoes one frame; returns the answer's length and the UDP counters it moved.
+    fn echo(d: &mut Demux, f: &mut Vec<u8>) -> (Option<usize>, Counters<UdpCounter>) {
         let len = f.len();
         f.resize(len + 64, 0);
-        let mut c = LocalCounters::default();
-        let r = d.handle(f, len, &mut c);
-        (r, c)
+        let before = d.udp_counters().clone();
+        let mut sink = VecSink::new(0);
+        let r = d.handle(Instant::ZERO, f, len, &mut sink);
+        let mut delta = Counters::<UdpCounter>::default();
+        for c in <UdpCounter as crate::counters::CounterSet>::ALL {
+            delta.add(*c, d.udp_counters().get(*c) - before.get(*c));
+        }
+        (r, delta)
     }
 
     #[test]
@@ -160,7 +179,7 @@ mod tests {
             let mut f = request(&payload, 7000);
             let (reply, c) = echo(&mut d, &mut f);
             assert_eq!(reply, Some(14 + 20 + 8 + size));
-            assert_eq!(c.get(QueueCounter::Replied), 1);
+            assert_eq!(c.get(UdpCounter::Replied), 1);
             assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2]);
             let ip = Ipv4Packet::new_checked(&f[14..14 + 28 + size]).unwrap();
             assert_eq!((ip.src(), ip.dst()), (SERVER, CLIENT));
@@ -180,11 +199,11 @@ mod tests {
         f[40..42].copy_from_slice(&pseudo.to_be_bytes());
         let (reply, c) = echo(&mut d, &mut f);
         assert!(reply.is_some());
-        assert_eq!(c.get(QueueCounter::ChecksumPartial), 1);
+        assert_eq!(c.get(UdpCounter::ChecksumPartial), 1);
         let mut bad = request(b"abc", 7000);
         bad[43] ^= 0x40;
         let (reply, c) = echo(&mut d, &mut bad);
-        assert_eq!((reply, c.get(QueueCounter::DropChecksum)), (None, 1));
+        assert_eq!((reply, c.get(UdpCounter::DropChecksum)), (None, 1));
     }
 
     #[test]
@@ -195,7 +214,7 @@ mod tests {
             let mut f = full[..cut].to_vec();
             let (reply, c) = echo(&mut d, &mut f);
             assert_eq!(reply, None, "cut at {cut}");
-            assert_eq!(c.get(QueueCounter::Replied), 0);
+            assert_eq!(c.get(UdpCounter::Replied), 0);
         }
     }
 

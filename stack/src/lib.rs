@@ -1,20 +1,28 @@
-//! fastpath: a kernel-bypass UDP (and, later, TCP) fast path.
+//! fastpath: a kernel-bypass UDP (and, next, TCP) fast path.
 //!
-//! A frame's way reads as the modules do: the XDP program (`ebpf/`, loaded by `steer`)
-//! redirects it into an AF_XDP socket (`xsk`); on a pinned `worker`, `api::Demux` parses it
-//! (`wire`), finds its socket by four-tuple (`table`) and hands it to the socket's
-//! application (`udp`, e.g. `echo`), which may answer in place. `neighbor` finds next hops
-//! for new destinations, and `control` answers `fastpath stats` / `sockets` beside the data
-//! path. `api::Runtime` starts it all; `main.rs` only parses the command line.
+//! A frame's way reads as the modules do, each importing only those below it: the XDP
+//! program (`ebpf/`, loaded by `steer`) redirects it into an AF_XDP socket (`xsk`); a pinned
+//! `worker` receives it and hands it to its `demux`, which parses it once (`wire`), finds
+//! its socket by four-tuple (`table`, through `socket`) and dispatches it by protocol
+//! (`udp`), whose application (`echo`, or any `UdpHandler`) may answer in place, send new
+//! frames and arm timers (`timer`, on the worker's clock: `time`). Applications hold `api`;
+//! what they ask of a worker reaches it through its mailbox (`socket`). `neighbor` finds
+//! next hops for new destinations, `control` answers `fastpath stats` / `sockets` beside
+//! the data path, and `runtime` starts it all; `main.rs` only parses the command line.
 
 pub mod api;
 pub mod control;
+pub mod counters;
+pub mod demux;
 pub mod echo;
 pub mod neighbor;
+pub mod runtime;
+pub mod socket;
 pub mod steer;
 pub mod system;
 pub mod table;
 pub mod time;
+pub mod timer;
 pub mod udp;
 pub mod wire;
 pub mod worker;

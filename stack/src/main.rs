@@ -10,12 +10,14 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use fastpath::{
-    api::{Runtime, Stack, StackConfig},
+    api::Stack,
     control,
-    echo::{EchoApp, RxChecksum},
+    echo::EchoApp,
+    runtime::{Runtime, StackConfig},
     steer::{AttachMode, XdpLogLevel},
     table::SocketNumber,
     udp::Delivery,
+    udp::RxChecksum,
     worker::IdleStrategy,
     xsk::BindMode,
 };

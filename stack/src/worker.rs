@@ -1,10 +1,13 @@
 //! Workers: one thread per RX queue, pinned to a core, running to completion:
-//! reap completions → refill → receive a batch and handle each frame in place →
-//! submit replies → one TX kick. No allocation, lock or syscall per frame; the kick
-//! and the idle wait are per batch.
+//! reap completions → refill → receive a batch and let the handler (the demux) answer in
+//! place or send new frames → let it fire due timers and run applications' commands →
+//! one TX kick. No allocation, lock or syscall per frame; the kick and the idle wait are
+//! per batch. The idle wait ends at the next frame, the handler's next deadline, or a
+//! wake-up on the worker's eventfd, whichever is first.
 //!
-//! Counters are kept in a plain array on the worker and published with relaxed stores
-//! once per batch (a single writer per counter, so no read-modify-write atomics).
+//! The worker counts its rings and frames; the handler counts its own (the demux and
+//! UDP). All are kept in plain arrays on the worker and published with relaxed stores
+//! every 64 busy batches and before every sleep (a single writer per counter).
 
 use std::{
     sync::{
@@ -12,11 +15,16 @@ use std::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::xsk::{FrameCounts, XskSocket};
-pub use crate::xsk::{FrameWriter, TxResult};
+use crate::{
+    counter_set,
+    counters::{Counters, SharedCounters},
+    demux::FrameHandler,
+    time::{Clock, Instant},
+    xsk::{FrameCounts, XskSocket},
+};
 
 /// What a worker does when a batch comes back empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -33,115 +41,51 @@ pub enum IdleStrategy {
     Hybrid,
 }
 
-/// Per-queue counters: the worker's data path and its handler's verdicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum QueueCounter {
-    RxFrames,
-    TxFrames,
-    /// Replies dropped because the TX ring was full.
-    TxRingFull,
-    TxKicks,
-    IdleWaits,
-    InvalidDescs,
-    /// Frames the handler answered.
-    Replied,
-    DropMalformed,
-    DropChecksum,
-    /// Frames the XDP rules steered here that no service here wants.
-    DropUnsteered,
-    /// Received with only the pseudo-header sum (peer TX checksum offload).
-    ChecksumPartial,
-    ChecksumAbsent,
-    /// Datagrams to a steered port with no socket for their four-tuple.
-    DropNoSocket,
-    /// Datagrams for a socket whose receive queue was full.
-    DropQueueFull,
-    /// Datagrams sent by applications through `Stack::send_to`.
-    AppTx,
-    /// Application datagrams too large for a UMEM frame.
-    DropTooBig,
-}
-
-pub const QUEUE_COUNTERS: usize = 16;
-
-impl QueueCounter {
-    pub const ALL: [QueueCounter; QUEUE_COUNTERS] = [
-        QueueCounter::RxFrames,
-        QueueCounter::TxFrames,
-        QueueCounter::TxRingFull,
-        QueueCounter::TxKicks,
-        QueueCounter::IdleWaits,
-        QueueCounter::InvalidDescs,
-        QueueCounter::Replied,
-        QueueCounter::DropMalformed,
-        QueueCounter::DropChecksum,
-        QueueCounter::DropUnsteered,
-        QueueCounter::ChecksumPartial,
-        QueueCounter::ChecksumAbsent,
-        QueueCounter::DropNoSocket,
-        QueueCounter::DropQueueFull,
-        QueueCounter::AppTx,
-        QueueCounter::DropTooBig,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            QueueCounter::RxFrames => "rx",
-            QueueCounter::TxFrames => "tx",
-            QueueCounter::TxRingFull => "tx_full",
-            QueueCounter::TxKicks => "tx_kicks",
-            QueueCounter::IdleWaits => "idle_waits",
-            QueueCounter::InvalidDescs => "invalid_descs",
-            QueueCounter::Replied => "replied",
-            QueueCounter::DropMalformed => "drop_malformed",
-            QueueCounter::DropChecksum => "drop_checksum",
-            QueueCounter::DropUnsteered => "drop_unsteered",
-            QueueCounter::ChecksumPartial => "csum_partial",
-            QueueCounter::ChecksumAbsent => "csum_absent",
-            QueueCounter::DropNoSocket => "drop_no_socket",
-            QueueCounter::DropQueueFull => "drop_queue_full",
-            QueueCounter::AppTx => "app_tx",
-            QueueCounter::DropTooBig => "drop_too_big",
-        }
-    }
-}
-
-/// The worker's own tally, bumped without atomics.
-#[derive(Default)]
-pub struct LocalCounters([u64; QUEUE_COUNTERS]);
-
-impl LocalCounters {
-    #[inline]
-    pub fn add(&mut self, counter: QueueCounter, n: u64) {
-        self.0[counter as usize] += n;
-    }
-
-    #[inline]
-    pub fn bump(&mut self, counter: QueueCounter) {
-        self.add(counter, 1);
-    }
-
-    pub fn get(&self, counter: QueueCounter) -> u64 {
-        self.0[counter as usize]
+counter_set! {
+    /// The worker's own counts: rings and frames.
+    pub enum RingCounter {
+        RxFrames = "rx",
+        /// Frames put on the TX ring: in-place answers and new frames.
+        TxFrames = "tx",
+        /// In-place answers dropped because the TX ring was full.
+        TxRingFull = "tx_full",
+        /// New frames refused because the batch's TX budget was spent.
+        TxBudgetSpent = "tx_budget_spent",
+        TxKicks = "tx_kicks",
+        IdleWaits = "idle_waits",
+        InvalidDescs = "invalid_descs",
     }
 }
 
 /// What a worker publishes for the control plane, on its own cache lines.
-#[repr(align(128))]
-#[derive(Default)]
 pub struct QueueShared {
-    counters: [AtomicU64; QUEUE_COUNTERS],
+    counters: SharedCounters,
     frames: [AtomicU32; 6],
     ledger_errors: AtomicU64,
     cpu: AtomicU64,
 }
 
 impl QueueShared {
-    fn publish(&self, local: &LocalCounters, socket: &mut XskSocket) {
-        for (shared, value) in self.counters.iter().zip(local.0.iter()) {
-            shared.store(*value, Ordering::Relaxed);
+    fn new(handler: &dyn FrameHandler) -> Self {
+        let names = Counters::<RingCounter>::names()
+            .chain(handler.counter_names())
+            .collect();
+        Self {
+            counters: SharedCounters::new(names),
+            frames: Default::default(),
+            ledger_errors: AtomicU64::new(0),
+            cpu: AtomicU64::new(u64::MAX),
         }
+    }
+
+    fn publish(
+        &self,
+        rings: &Counters<RingCounter>,
+        handler: &dyn FrameHandler,
+        socket: &mut XskSocket,
+    ) {
+        self.counters.store(0, rings.values());
+        handler.publish(&self.counters, rings.values().len());
         let f = socket.frame_counts();
         for (slot, v) in
             self.frames
@@ -154,8 +98,14 @@ impl QueueShared {
             .store(socket.ledger_errors(), Ordering::Relaxed);
     }
 
-    pub fn counter(&self, counter: QueueCounter) -> u64 {
-        self.counters[counter as usize].load(Ordering::Relaxed)
+    /// A counter by name (the worker's or its handler's); 0 if there is none.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).unwrap_or(0)
+    }
+
+    /// Every counter, the worker's first, then its handler's.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters.snapshot()
     }
 
     pub fn frames(&self) -> FrameCounts {
@@ -180,25 +130,6 @@ impl QueueShared {
     }
 }
 
-/// An application running on the worker: sees each received frame in place and
-/// returns the length of a reply written over it, or None to drop it.
-/// Queues one new frame for TX, written by the given writer.
-pub type Transmit<'a> = dyn FnMut(&mut FrameWriter<'_>) -> TxResult + 'a;
-
-pub trait FrameHandler: Send {
-    fn handle(
-        &mut self,
-        frame: &mut [u8],
-        len: usize,
-        counters: &mut LocalCounters,
-    ) -> Option<usize>;
-
-    /// Once per loop: send what applications queued. `transmit(write)` takes a free frame,
-    /// lets `write` fill it (returning its length) and queues it; false when no frame or
-    /// TX slot is free.
-    fn produce(&mut self, _transmit: &mut Transmit<'_>, _counters: &mut LocalCounters) {}
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerConfig {
     pub batch: u32,
@@ -209,8 +140,9 @@ pub struct WorkerConfig {
     pub waker: Option<std::os::fd::RawFd>,
 }
 
-/// How long a poll() may sleep before the stop flag is checked again.
-const POLL_TIMEOUT_MS: i32 = 100;
+/// The longest idle wait with no deadline: the runtime wakes the workers when it stops
+/// them, so this only bounds how long a missed wake-up could go unnoticed.
+const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Busy batches between two publications of the counters.
 const PUBLISH_EVERY: u32 = 64;
 /// How long a hybrid worker spins on an empty ring before it sleeps.
@@ -228,7 +160,7 @@ struct SpinGovernor {
     enabled: bool,
     phases: u32,
     successes: u32,
-    disabled_at: Instant,
+    disabled_at: std::time::Instant,
 }
 
 impl SpinGovernor {
@@ -237,7 +169,7 @@ impl SpinGovernor {
             enabled: true,
             phases: 0,
             successes: 0,
-            disabled_at: Instant::now(),
+            disabled_at: std::time::Instant::now(),
         }
     }
 
@@ -257,7 +189,7 @@ impl SpinGovernor {
         if self.phases >= HYBRID_CHECK_EVERY {
             if self.successes < HYBRID_MIN_SUCCESSES {
                 self.enabled = false;
-                self.disabled_at = Instant::now();
+                self.disabled_at = std::time::Instant::now();
             }
             self.phases = 0;
             self.successes = 0;
@@ -265,14 +197,16 @@ impl SpinGovernor {
     }
 }
 
+/// Starts a worker on `socket` with `handler`; returns its thread and what it publishes.
 pub fn spawn<H: FrameHandler + 'static>(
     mut socket: XskSocket,
     mut handler: H,
-    shared: Arc<QueueShared>,
     stop: Arc<AtomicBool>,
     config: WorkerConfig,
-) -> std::io::Result<JoinHandle<XskSocket>> {
-    std::thread::Builder::new()
+) -> std::io::Result<(JoinHandle<XskSocket>, Arc<QueueShared>)> {
+    let shared = Arc::new(QueueShared::new(&handler));
+    let published = shared.clone();
+    let thread = std::thread::Builder::new()
         .name(format!("fastpath-q{}", socket.queue()))
         .spawn(move || {
             let pinned = config
@@ -281,26 +215,36 @@ pub fn spawn<H: FrameHandler + 'static>(
             shared
                 .cpu
                 .store(pinned.map_or(u64::MAX, |c| c as u64), Ordering::Relaxed);
-            let mut local = LocalCounters::default();
+            let clock = Clock::new();
+            let mut rings = Counters::<RingCounter>::default();
             let mut unpublished = 0u32;
             let mut governor = SpinGovernor::new();
             let mut spinning_since: Option<Instant> = None;
             let mut spins = 0u32;
+            let mut now = clock.now();
             while !stop.load(Ordering::Relaxed) {
                 socket.complete(socket_batch(config.batch));
                 socket.refill();
-                let batch = socket.receive(config.batch, |frame, len| {
-                    handler.handle(frame, len, &mut local)
+                let batch = socket.receive(config.batch, |frame, len, tx| {
+                    handler.handle(now, frame, len, tx)
                 });
-                local.add(QueueCounter::RxFrames, batch.received.into());
-                local.add(QueueCounter::TxFrames, batch.transmitted.into());
-                local.add(QueueCounter::TxRingFull, batch.tx_full.into());
-                local.add(QueueCounter::InvalidDescs, batch.invalid.into());
-                handler.produce(&mut |write| socket.transmit_new(write), &mut local);
+                rings.add(RingCounter::RxFrames, batch.received.into());
+                rings.add(RingCounter::TxRingFull, batch.tx_full.into());
+                rings.add(RingCounter::InvalidDescs, batch.invalid.into());
+                let mut sent = batch.transmitted;
+                let mut refused = batch.refused;
+                if handler.wants_poll(now) {
+                    let out = socket.transmit(|tx| handler.poll(now, tx));
+                    sent += out.transmitted;
+                    refused += out.refused;
+                }
+                rings.add(RingCounter::TxFrames, sent.into());
+                rings.add(RingCounter::TxBudgetSpent, refused.into());
                 if socket.kick_tx() {
-                    local.bump(QueueCounter::TxKicks);
+                    rings.bump(RingCounter::TxKicks);
                 }
                 if batch.received > 0 {
+                    now = clock.now();
                     if spinning_since.take().is_some() {
                         governor.phase_done(true);
                     }
@@ -308,20 +252,23 @@ pub fn spawn<H: FrameHandler + 'static>(
                     // batch under load (measured 1.8% of cycles), but at least every 64.
                     unpublished += 1;
                     if unpublished >= PUBLISH_EVERY {
-                        shared.publish(&local, &mut socket);
+                        shared.publish(&rings, &handler, &mut socket);
                         unpublished = 0;
                     }
                     continue;
+                }
+                spins = spins.wrapping_add(1);
+                // The clock is read every 16th empty batch (measured: 4% of cycles in
+                // clock_gettime when read every time), and after every busy one.
+                if spins.is_multiple_of(16) {
+                    now = clock.now();
                 }
                 let sleep = match config.idle {
                     IdleStrategy::Poll => true,
                     IdleStrategy::Busy => false,
                     IdleStrategy::Hybrid if governor.may_spin() => {
-                        let since = *spinning_since.get_or_insert_with(Instant::now);
-                        spins = spins.wrapping_add(1);
-                        // The clock is read every 16th empty batch (measured: 4% of cycles
-                        // in clock_gettime when read every time).
-                        if !spins.is_multiple_of(16) || since.elapsed() < HYBRID_SPIN {
+                        let since = *spinning_since.get_or_insert(now);
+                        if now - since < HYBRID_SPIN {
                             false
                         } else {
                             spinning_since = None;
@@ -332,15 +279,20 @@ pub fn spawn<H: FrameHandler + 'static>(
                     IdleStrategy::Hybrid => true,
                 };
                 if unpublished > 0 || sleep {
-                    shared.publish(&local, &mut socket);
+                    shared.publish(&rings, &handler, &mut socket);
                     unpublished = 0;
                 }
-                if sleep && !socket.has_pending_tx() {
-                    local.bump(QueueCounter::IdleWaits);
-                    socket.wait_readable(POLL_TIMEOUT_MS, config.waker);
+                if sleep && !socket.has_pending_tx() && !handler.wants_poll(now) {
+                    rings.bump(RingCounter::IdleWaits);
+                    let now_real = clock.now();
+                    let wait = handler
+                        .next_deadline()
+                        .map_or(MAX_IDLE, |d| (d - now_real).min(MAX_IDLE));
+                    socket.wait_readable(wait, config.waker);
                     if let Some(fd) = config.waker {
                         drain_eventfd(fd);
                     }
+                    now = clock.now();
                 } else {
                     socket.kick_rx();
                     std::hint::spin_loop();
@@ -355,9 +307,10 @@ pub fn spawn<H: FrameHandler + 'static>(
                 socket.kick_tx();
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            shared.publish(&local, &mut socket);
+            shared.publish(&rings, &handler, &mut socket);
             socket
-        })
+        })?;
+    Ok((thread, published))
 }
 
 /// Resets an eventfd that woke us (non-blocking; nothing to read is fine).

@@ -8,15 +8,17 @@ use std::{
 };
 
 use fastpath::{
-    api::{Demux, Stack},
+    api::Stack,
+    demux::{Demux, FrameHandler},
     echo::EchoApp,
+    time::Instant,
     udp::Delivery,
-    worker::{FrameHandler, LocalCounters},
+    xsk::testing::VecSink,
 };
 use libfuzzer_sys::fuzz_target;
 
-fn stack() -> &'static std::sync::Arc<Stack> {
-    static STACK: OnceLock<std::sync::Arc<Stack>> = OnceLock::new();
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
         let stack = Stack::detached(1);
         for port in [7, 7000, 11111] {
@@ -31,9 +33,9 @@ fn stack() -> &'static std::sync::Arc<Stack> {
 fuzz_target!(|data: &[u8]| {
     let mut frame = data.to_vec();
     frame.resize(data.len() + 64, 0);
-    let mut demux = Demux::new(stack().clone(), 0);
-    let mut counters = LocalCounters::default();
-    if let Some(len) = demux.handle(&mut frame, data.len(), &mut counters) {
+    let mut demux = Demux::new(stack().host().clone(), 0);
+    let mut sink = VecSink::new(4);
+    if let Some(len) = demux.handle(Instant::ZERO, &mut frame, data.len(), &mut sink) {
         assert!(len <= frame.len());
     }
 });

@@ -3,9 +3,10 @@
 
 pub mod ledger;
 pub mod socket;
+pub mod testing;
 
 pub use ledger::{FrameCounts, FrameLedger, FrameState};
 pub use socket::{
-    BindMode, FrameWriter, KernelXskStats, RxBatch, TxResult, XskConfig, XskError, XskSocket,
-    kernel_stats,
+    BindMode, FrameSink, FrameWriter, KernelXskStats, RxBatch, Transmitter, TxBatch, TxResult,
+    XskConfig, XskError, XskSocket, kernel_stats,
 };

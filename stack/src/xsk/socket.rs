@@ -90,7 +90,12 @@ pub enum TxResult {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RxBatch {
     pub received: u32,
+    /// Frames put on the TX ring: in-place replies and new frames.
     pub transmitted: u32,
+    /// Of those, in-place replies.
+    pub replied: u32,
+    /// New frames refused because the batch's budget was spent.
+    pub refused: u32,
     /// Replies dropped because the TX ring was full.
     pub tx_full: u32,
     /// Descriptors naming memory outside the UMEM or a frame the kernel did not own.
@@ -107,6 +112,101 @@ pub struct XskError {
     pub source: io::Error,
 }
 
+/// What a protocol may send in one batch: new frames from the UMEM, within a budget.
+///
+/// The budget is the TX ring's free slots at the start of the batch and the frames that
+/// may leave the free list without starving the fill ring (at least `fill_reserve` frames
+/// stay free or in the fill ring, so a burst of output never stops reception). When it is
+/// spent, `send` returns `Full` and the protocol keeps its data for a later batch.
+pub struct Transmitter<'a> {
+    umem: &'a Umem,
+    ledger: &'a mut FrameLedger,
+    frames: &'a [FrameDesc],
+    out: &'a mut [FrameDesc],
+    queued: &'a mut usize,
+    fill_reserve: u32,
+    /// Sends refused because the budget was spent.
+    refused: u32,
+}
+
+/// Where new frames go: the batch's `Transmitter` on a worker, a `testing::VecSink` in tests.
+pub trait FrameSink {
+    /// Takes a free frame, lets `write` fill it from its start and return its length, and
+    /// queues it. `Full` when the budget is spent, `Declined` when `write` could not fill
+    /// a frame; either way nothing was taken.
+    fn send(&mut self, write: &mut FrameWriter<'_>) -> TxResult;
+    /// Frames that may still go out in this batch.
+    fn room(&self) -> usize;
+}
+
+impl FrameSink for Transmitter<'_> {
+    fn send(&mut self, write: &mut FrameWriter<'_>) -> TxResult {
+        Transmitter::send(self, write)
+    }
+
+    fn room(&self) -> usize {
+        Transmitter::room(self)
+    }
+}
+
+impl Transmitter<'_> {
+    /// Frames that may still go out in this batch.
+    pub fn room(&self) -> usize {
+        let ring = self.out.len() - *self.queued;
+        let frames = (self.ledger.free_count() + self.ledger.count(FrameState::Fill))
+            .saturating_sub(self.fill_reserve)
+            .min(self.ledger.free_count());
+        ring.min(frames as usize)
+    }
+
+    /// Takes a free frame, lets `write` fill it from its start and return its length, and
+    /// queues it for TX. `Full` when the budget is spent, `Declined` when `write` could not
+    /// fill a frame; either way nothing was taken.
+    pub fn send(&mut self, write: &mut FrameWriter<'_>) -> TxResult {
+        if self.room() == 0 {
+            self.refused += 1;
+            return TxResult::Full;
+        }
+        let Some(frame) = self.ledger.take_free(FrameState::InUse) else {
+            self.refused += 1;
+            return TxResult::Full;
+        };
+        let mut desc = self.frames[frame as usize];
+        // Safety: a frame of this UMEM the ledger just took from the free list: nothing
+        // else reads or writes it.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let capacity = {
+            let mut cursor = data.cursor();
+            let capacity = cursor.buf_len();
+            cursor.set_pos(capacity);
+            capacity
+        };
+        let Some(len) = write(data.contents_mut()).filter(|&n| n <= capacity) else {
+            self.ledger.release(frame, FrameState::InUse);
+            return TxResult::Declined;
+        };
+        data.cursor().set_pos(len);
+        self.ledger
+            .transition(frame, FrameState::InUse, FrameState::Tx);
+        self.out[*self.queued] = desc;
+        *self.queued += 1;
+        TxResult::Sent
+    }
+
+    /// Sends refused so far because the budget was spent.
+    pub fn refused(&self) -> u32 {
+        self.refused
+    }
+}
+
+/// What one `transmit` call did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TxBatch {
+    pub transmitted: u32,
+    /// Sends refused because the batch's budget was spent.
+    pub refused: u32,
+}
+
 pub struct XskSocket {
     fill: FillQueue,
     completion: CompQueue,
@@ -119,8 +219,13 @@ pub struct XskSocket {
     frames: Box<[FrameDesc]>,
     /// Scratch descriptors for one batch (RX and completion consume into it).
     batch: Box<[FrameDesc]>,
-    /// Scratch descriptors for one batch of TX and fill submissions.
-    out: Box<[FrameDesc]>,
+    /// Scratch descriptors for the fill ring.
+    fill_out: Box<[FrameDesc]>,
+    /// Descriptors queued for TX in this batch (in-place replies and new frames), as many
+    /// as the TX ring holds.
+    tx_out: Box<[FrameDesc]>,
+    /// Frames that stay free or in the fill ring whatever TX wants.
+    fill_reserve: u32,
     ledger: FrameLedger,
     ring_size: u32,
     frame_size: u32,
@@ -263,7 +368,9 @@ impl XskSocket {
             rx,
             tx,
             shared_fd,
-            out: batch.clone(),
+            fill_out: batch.clone(),
+            tx_out: vec![FrameDesc::default(); config.ring_size as usize].into_boxed_slice(),
+            fill_reserve: (config.ring_size / 2).min(config.frame_count / 4),
             batch,
             frames: frames.into_boxed_slice(),
             ledger: FrameLedger::new(config.frame_count),
@@ -291,11 +398,6 @@ impl XskSocket {
         self.shared_fd.clone()
     }
 
-    /// The frame index that holds UMEM offset `addr`, if `addr` lies inside the UMEM.
-    fn frame_of(&self, addr: usize) -> Option<u32> {
-        frame_index(addr, self.frame_size, self.ledger.frame_count())
-    }
-
     /// Gives free frames to the kernel to receive into. Returns how many.
     pub fn refill(&mut self) -> u32 {
         let free = self.ledger.free_count();
@@ -308,16 +410,16 @@ impl XskSocket {
             let Some(frame) = self.ledger.take_free(FrameState::Fill) else {
                 break;
             };
-            self.out[given] = self.frames[frame as usize];
+            self.fill_out[given] = self.frames[frame as usize];
             given += 1;
         }
         // Safety: every descriptor is a frame of this socket's UMEM that the ledger just
         // moved from Free to Fill, so nothing else reads or writes it.
-        let produced = unsafe { self.fill.produce(&self.out[..given]) };
+        let produced = unsafe { self.fill.produce(&self.fill_out[..given]) };
         if produced < given {
             // The ring had no room after all (nb_free is never an overestimate, so this
             // does not happen): give the frames back.
-            for desc in &self.out[produced..given] {
+            for desc in &self.fill_out[produced..given] {
                 let frame = frame_index(desc.addr(), self.frame_size, self.ledger.frame_count());
                 if let Some(frame) = frame {
                     self.ledger.release(frame, FrameState::Fill);
@@ -351,12 +453,13 @@ impl XskSocket {
         total
     }
 
-    /// Receives up to `max` frames and hands each to `handle(buffer, len)`, where `buffer`
-    /// runs from the frame's first byte to the end of its UMEM chunk. `handle` returns the
-    /// length of a reply written in place, to transmit, or None to drop the frame.
+    /// Receives up to `max` frames and hands each to `handle(buffer, len, tx)`, where
+    /// `buffer` runs from the frame's first byte to the end of its UMEM chunk and `tx` sends
+    /// new frames. `handle` returns the length of a reply written in place, to transmit, or
+    /// None to drop the frame. Everything queued goes to the TX ring at the end, in order.
     pub fn receive<F>(&mut self, max: u32, mut handle: F) -> RxBatch
     where
-        F: FnMut(&mut [u8], usize) -> Option<usize>,
+        F: FnMut(&mut [u8], usize, &mut Transmitter<'_>) -> Option<usize>,
     {
         let mut batch = RxBatch::default();
         let want = (max as usize).min(BATCH);
@@ -365,26 +468,33 @@ impl XskSocket {
         if n == 0 {
             return batch;
         }
-        let tx_room = self.tx.nb_free(n as u32).min(n as u32);
-        for i in 0..n {
-            let addr = self.batch[i].addr();
-            let Some(frame) = self.frame_of(addr) else {
+        let room = self.tx.nb_free(self.ring_size).min(self.ring_size) as usize;
+        let mut queued = 0usize;
+        let Self {
+            umem,
+            ledger,
+            frames,
+            tx_out,
+            batch: descs,
+            frame_size,
+            fill_reserve,
+            ..
+        } = self;
+        let count = ledger.frame_count();
+        for desc in descs[..n].iter_mut() {
+            let Some(frame) = frame_index(desc.addr(), *frame_size, count) else {
                 batch.invalid += 1;
                 continue;
             };
-            if !self
-                .ledger
-                .transition(frame, FrameState::Fill, FrameState::InUse)
-            {
+            if !ledger.transition(frame, FrameState::Fill, FrameState::InUse) {
                 batch.invalid += 1;
                 continue;
             }
             batch.received += 1;
-            let desc = &mut self.batch[i];
-            // Safety: the descriptor names a frame of this UMEM (frame_of checked it) that
-            // the ledger just moved to InUse: the kernel is done with it and no other
-            // borrow of it exists.
-            let mut data = unsafe { self.umem.data_mut(desc) };
+            // Safety: the descriptor names a frame of this UMEM (frame_index checked it)
+            // that the ledger just moved to InUse: the kernel is done with it and no other
+            // borrow of it exists (the transmitter below only takes free frames).
+            let mut data = unsafe { umem.data_mut(desc) };
             let len = data.contents().len();
             // Open the whole rest of the chunk, so a reply may be longer than the request.
             let capacity = {
@@ -393,36 +503,87 @@ impl XskSocket {
                 cursor.set_pos(capacity);
                 capacity
             };
+            let mut tx = Transmitter {
+                umem,
+                ledger,
+                frames,
+                out: &mut tx_out[..room],
+                queued: &mut queued,
+                fill_reserve: *fill_reserve,
+                refused: 0,
+            };
             let reply = if len <= capacity {
-                handle(data.contents_mut(), len).filter(|&l| l <= capacity)
+                handle(data.contents_mut(), len, &mut tx).filter(|&l| l <= capacity)
             } else {
                 batch.invalid += 1;
                 None
             };
+            batch.refused += tx.refused;
             match reply {
-                Some(l) if batch.transmitted < tx_room => {
+                Some(l) if queued < room => {
                     data.cursor().set_pos(l);
-                    self.out[batch.transmitted as usize] = *desc;
-                    self.ledger
-                        .transition(frame, FrameState::InUse, FrameState::Tx);
-                    batch.transmitted += 1;
+                    tx_out[queued] = *desc;
+                    queued += 1;
+                    ledger.transition(frame, FrameState::InUse, FrameState::Tx);
+                    batch.replied += 1;
                 }
                 Some(_) => {
                     batch.tx_full += 1;
-                    self.ledger.release(frame, FrameState::InUse);
+                    ledger.release(frame, FrameState::InUse);
                 }
-                None => self.ledger.release(frame, FrameState::InUse),
+                None => ledger.release(frame, FrameState::InUse),
             }
         }
-        let sent = batch.transmitted as usize;
+        batch.transmitted = queued as u32;
+        self.submit(queued);
+        batch
+    }
+
+    /// Lets `f` send new frames with no frame received (timers, applications' sends), within
+    /// this batch's budget, then queues them for TX.
+    pub fn transmit<F>(&mut self, f: F) -> TxBatch
+    where
+        F: FnOnce(&mut Transmitter<'_>),
+    {
+        let room = self.tx.nb_free(self.ring_size).min(self.ring_size) as usize;
+        let mut queued = 0usize;
+        let mut tx = Transmitter {
+            umem: &self.umem,
+            ledger: &mut self.ledger,
+            frames: &self.frames,
+            out: &mut self.tx_out[..room],
+            queued: &mut queued,
+            fill_reserve: self.fill_reserve,
+            refused: 0,
+        };
+        f(&mut tx);
+        let refused = tx.refused;
+        self.submit(queued);
+        TxBatch {
+            transmitted: queued as u32,
+            refused,
+        }
+    }
+
+    /// Puts the first `queued` descriptors of `tx_out` on the TX ring.
+    fn submit(&mut self, queued: usize) {
+        if queued == 0 {
+            return;
+        }
         // Safety: the descriptors are frames of this UMEM that the ledger moved to Tx;
         // nothing touches them until the completion ring returns them.
-        let produced = unsafe { self.tx.produce(&self.out[..sent]) };
-        debug_assert!(
-            produced == sent || sent == 0,
-            "nb_free promised {sent} TX slots"
-        );
-        batch
+        let produced = unsafe { self.tx.produce(&self.tx_out[..queued]) };
+        // The ring had `room` free slots at the start of the batch and only we produce.
+        debug_assert_eq!(produced, queued, "nb_free promised {queued} TX slots");
+        if produced < queued {
+            for desc in &self.tx_out[produced..queued] {
+                if let Some(frame) =
+                    frame_index(desc.addr(), self.frame_size, self.ledger.frame_count())
+                {
+                    self.ledger.release(frame, FrameState::Tx);
+                }
+            }
+        }
     }
 
     /// TX descriptors the kernel has not consumed yet.
@@ -454,9 +615,10 @@ impl XskSocket {
         }
     }
 
-    /// Blocks until a frame may be ready, `extra` (an eventfd) is signalled, or
-    /// `timeout_ms` passes. `poll(2)` over both descriptors: xsk-rs polls only its own.
-    pub fn wait_readable(&self, timeout_ms: i32, extra: Option<RawFd>) {
+    /// Blocks until a frame may be ready, `extra` (an eventfd) is signalled, or `timeout`
+    /// passes. `ppoll(2)` over both descriptors, to the nanosecond: xsk-rs polls only its
+    /// own, in milliseconds.
+    pub fn wait_readable(&self, timeout: std::time::Duration, extra: Option<RawFd>) {
         let mut pfds = [
             libc::pollfd {
                 fd: self.rx.fd().as_raw_fd(),
@@ -470,43 +632,12 @@ impl XskSocket {
             },
         ];
         let n = if extra.is_some() { 2 } else { 1 };
-        // Safety: `n` valid pollfds.
-        unsafe { libc::poll(pfds.as_mut_ptr(), n, timeout_ms) };
-    }
-
-    /// Sends a new frame: takes a free frame, lets `write` fill it from the start and return
-    /// its length, and queues it for TX. `Full` when no frame or TX slot is free, `Declined`
-    /// when `write` could not fill one; either way everything is left as it was.
-    pub fn transmit_new(&mut self, write: &mut FrameWriter<'_>) -> TxResult {
-        if self.tx.nb_free(1) == 0 {
-            return TxResult::Full;
-        }
-        let Some(frame) = self.ledger.take_free(FrameState::InUse) else {
-            return TxResult::Full;
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        let mut desc = self.frames[frame as usize];
-        // Safety: a frame of this UMEM the ledger just took from the free list: nothing
-        // else reads or writes it.
-        let mut data = unsafe { self.umem.data_mut(&mut desc) };
-        let capacity = {
-            let mut cursor = data.cursor();
-            let capacity = cursor.buf_len();
-            cursor.set_pos(capacity);
-            capacity
-        };
-        let Some(len) = write(data.contents_mut()).filter(|&n| n <= capacity) else {
-            self.ledger.release(frame, FrameState::InUse);
-            return TxResult::Declined;
-        };
-        data.cursor().set_pos(len);
-        // Safety: as above; the ledger moves the frame to Tx right after.
-        if unsafe { self.tx.produce_one(&desc) } == 0 {
-            self.ledger.release(frame, FrameState::InUse);
-            return TxResult::Full;
-        }
-        self.ledger
-            .transition(frame, FrameState::InUse, FrameState::Tx);
-        TxResult::Sent
+        // Safety: `n` valid pollfds, a valid timespec, no signal mask.
+        unsafe { libc::ppoll(pfds.as_mut_ptr(), n, &ts, std::ptr::null()) };
     }
 
     /// Where every frame is right now.

@@ -1,0 +1,355 @@
+//! The demux: the worker's side of the stack. It parses each received frame once
+//! (Ethernet, IPv4, the transport header), finds its socket by four-tuple and dispatches
+//! by protocol; and, once per batch with no frame, it fires the worker's timers and carries
+//! out what applications posted to this worker's mailbox.
+//!
+//! A frame in may produce zero, one or many frames out: an answer written in place, and
+//! new frames from the UMEM through the batch's `Transmitter`. Frames also go out with no
+//! frame in, when a timer fires or an application sends.
+
+use std::{net::SocketAddrV4, sync::Arc, time::Duration};
+
+use fastpath_common::{IPPROTO_UDP, layout::ETHERTYPE_IPV4};
+
+use crate::{
+    counter_set,
+    counters::{Counters, SharedCounters},
+    socket::{Command, Host, Socket},
+    table::Protocol,
+    time::Instant,
+    timer::TimerWheel,
+    udp::{self, LinkInfo, Located, Outcome, UdpCounter, UdpTimer, UdpTimers},
+    wire::{ethernet::EthernetFrame, ipv4::Ipv4Packet, udp::UdpPacket},
+    xsk::{FrameSink, TxResult},
+};
+
+/// What a worker runs: each received frame in place, and a turn per batch with no frame.
+pub trait FrameHandler: Send {
+    /// Handles a received frame of `len` bytes; `frame` runs to the end of its UMEM chunk.
+    /// Returns the length of an answer written in place, or None; may send new frames
+    /// through `tx`.
+    fn handle(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        len: usize,
+        tx: &mut dyn FrameSink,
+    ) -> Option<usize>;
+
+    /// Whether `poll` has work at `now` (asked every batch: must be cheap).
+    fn wants_poll(&self, _now: Instant) -> bool {
+        false
+    }
+
+    /// Work with no frame in: due timers, applications' commands.
+    fn poll(&mut self, _now: Instant, _tx: &mut dyn FrameSink) {}
+
+    /// When `poll` next has work by itself (the earliest timer), for the idle wait.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The names of the handler's counters, published after the worker's own.
+    fn counter_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Stores the handler's counters into `shared` from slot `offset` on.
+    fn publish(&self, _shared: &SharedCounters, _offset: usize) {}
+}
+
+counter_set! {
+    /// What the demux did with frames that never reached a protocol.
+    pub enum DemuxCounter {
+        DropMalformed = "drop_malformed",
+        DropIpChecksum = "drop_ip_checksum",
+        /// Frames the XDP rules steered here that no protocol here takes.
+        DropUnsteered = "drop_unsteered",
+    }
+}
+
+/// A timer in the worker's wheel, by the protocol that armed it.
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    Udp(UdpTimer),
+}
+
+/// Resolution of the worker's timer wheel.
+const TIMER_TICK: Duration = Duration::from_micros(100);
+
+/// UDP handlers arm timers in the worker's wheel through this.
+struct Timers<'a>(&'a mut TimerWheel<Timer>);
+
+impl UdpTimers for Timers<'_> {
+    fn arm(&mut self, deadline: Instant, timer: UdpTimer) {
+        self.0.insert(deadline, Timer::Udp(timer));
+    }
+}
+
+/// Application sends handled per `poll`, so a flood of them cannot starve reception.
+const COMMANDS_PER_POLL: usize = 64;
+
+/// The demux of one worker.
+pub struct Demux {
+    host: Arc<Host>,
+    worker: usize,
+    link: LinkInfo,
+    counters: Counters<DemuxCounter>,
+    udp: Counters<UdpCounter>,
+    timers: TimerWheel<Timer>,
+    /// Timers fired in this poll, dispatched after the wheel is released (reused).
+    fired: Vec<Timer>,
+    /// A command that found no frame last time.
+    pending: Option<Command>,
+}
+
+impl Demux {
+    pub fn new(host: Arc<Host>, worker: usize) -> Self {
+        Self {
+            link: host.link_info(),
+            host,
+            worker,
+            counters: Counters::default(),
+            udp: Counters::default(),
+            timers: TimerWheel::new(Instant::ZERO, TIMER_TICK),
+            fired: Vec::with_capacity(256),
+            pending: None,
+        }
+    }
+
+    pub fn counters(&self) -> &Counters<DemuxCounter> {
+        &self.counters
+    }
+
+    pub fn udp_counters(&self) -> &Counters<UdpCounter> {
+        &self.udp
+    }
+
+    /// Timers armed and not yet fired.
+    pub fn timers_armed(&self) -> usize {
+        self.timers.len()
+    }
+
+    fn handle_udp(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        at: Located,
+        tx: &mut dyn FrameSink,
+    ) -> Option<usize> {
+        let remote = SocketAddrV4::new(at.src.into(), at.src_port);
+        let local = SocketAddrV4::new(at.dst.into(), at.dst_port);
+        // Room for a reply: what the link's MTU allows (never less than the request, which
+        // the frame holds), within the UMEM frame.
+        let mtu_payload = udp::max_payload(self.link.mtu).saturating_sub(at.ihl - 20);
+        let room = (frame.len() - at.payload_at()).min(mtu_payload.max(at.payload_len));
+        let Self {
+            host,
+            worker,
+            link,
+            udp,
+            timers,
+            ..
+        } = self;
+        // The socket's work runs under the table's guard: no reference count per datagram.
+        let outcome = host
+            .table
+            .lookup_with(Protocol::Udp, local, remote, |entry| match &entry.value {
+                Socket::Udp(socket) => udp::deliver(
+                    socket,
+                    entry.number,
+                    frame,
+                    &at,
+                    room,
+                    udp::Receiver {
+                        worker: *worker,
+                        now,
+                        tx,
+                        timers: &mut Timers(timers),
+                        link,
+                        neighbors: &host.neighbors,
+                        counters: udp,
+                    },
+                ),
+            });
+        match outcome {
+            None => {
+                self.udp.bump(UdpCounter::DropNoSocket);
+                None
+            }
+            Some(Outcome::Queued(true) | Outcome::Consumed) => None,
+            Some(Outcome::Queued(false)) => {
+                self.udp.bump(UdpCounter::DropQueueFull);
+                None
+            }
+            Some(Outcome::Reply(n)) => {
+                self.udp.bump(UdpCounter::Replied);
+                udp::rewrite_reply(frame, &at, n)
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        let fired = &mut self.fired;
+        self.timers.poll(now, |_, timer| fired.push(timer));
+        let mut fired = std::mem::take(&mut self.fired);
+        for timer in fired.drain(..) {
+            match timer {
+                Timer::Udp(t) => {
+                    let Ok(entry) = self.host.table.get(t.socket) else {
+                        continue; // closed since: its timers die with it
+                    };
+                    let Socket::Udp(socket) = &entry.value;
+                    let Some(handler) = &socket.handler else {
+                        continue;
+                    };
+                    let local = entry.tuple.local;
+                    let mut timers = Timers(&mut self.timers);
+                    let mut egress = udp::Egress::new(
+                        now,
+                        t.socket,
+                        local,
+                        tx,
+                        &mut timers,
+                        &self.link,
+                        &self.host.neighbors,
+                        &mut self.udp,
+                    );
+                    handler.on_timer(t.token, &mut egress);
+                }
+            }
+        }
+        self.fired = fired;
+    }
+
+    fn run_commands(&mut self, tx: &mut dyn FrameSink) {
+        let mailbox = &self.host.mailboxes[self.worker % self.host.mailboxes.len()];
+        for _ in 0..COMMANDS_PER_POLL {
+            let Some(command) = self.pending.take().or_else(|| mailbox.queue.pop()) else {
+                return;
+            };
+            match command {
+                Command::UdpSend(req) => {
+                    let header = udp::FrameHeader {
+                        src_mac: self.link.mac,
+                        dst_mac: req.dst_mac,
+                        src: req.src,
+                        dst: req.dst,
+                    };
+                    match tx
+                        .send(&mut |buf: &mut [u8]| udp::write_frame(buf, &header, &req.payload))
+                    {
+                        TxResult::Sent => {
+                            self.udp.bump(UdpCounter::AppTx);
+                            if let Ok(entry) = self.host.table.get(req.socket) {
+                                let Socket::Udp(socket) = &entry.value;
+                                socket.count_tx(self.worker);
+                            }
+                        }
+                        TxResult::Full => {
+                            // No frame or TX slot in this batch: keep it, in order, for the next.
+                            self.udp.bump(UdpCounter::TxDeferred);
+                            self.pending = Some(Command::UdpSend(req));
+                            return;
+                        }
+                        // It cannot be written into a frame (larger than a UMEM frame).
+                        TxResult::Declined => self.udp.bump(UdpCounter::DropTooBig),
+                    }
+                    let _ = self.host.tx_pool.push(req.payload);
+                }
+            }
+        }
+    }
+}
+
+impl FrameHandler for Demux {
+    fn handle(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        len: usize,
+        tx: &mut dyn FrameSink,
+    ) -> Option<usize> {
+        let Some(data) = frame.get(..len) else {
+            self.counters.bump(DemuxCounter::DropMalformed);
+            return None;
+        };
+        let (l3, src_mac) = match EthernetFrame::new_checked(data) {
+            Ok(eth) if eth.ethertype() == ETHERTYPE_IPV4 => (eth.payload_offset(), eth.src()),
+            Ok(_) => {
+                self.counters.bump(DemuxCounter::DropUnsteered);
+                return None;
+            }
+            Err(_) => {
+                self.counters.bump(DemuxCounter::DropMalformed);
+                return None;
+            }
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(&data[l3..]) else {
+            self.counters.bump(DemuxCounter::DropMalformed);
+            return None;
+        };
+        // The fuzzer cannot forge checksums: let it reach the layers behind this one.
+        if !cfg!(fuzzing) && !ip.verify_checksum() {
+            self.counters.bump(DemuxCounter::DropIpChecksum);
+            return None;
+        }
+        if ip.protocol() != IPPROTO_UDP || ip.is_fragment() {
+            self.counters.bump(DemuxCounter::DropUnsteered);
+            return None;
+        }
+        let (src, dst, ihl) = (ip.src(), ip.dst(), ip.header_len());
+        let Ok(packet) = UdpPacket::new_checked(ip.payload()) else {
+            self.counters.bump(DemuxCounter::DropMalformed);
+            return None;
+        };
+        if !self
+            .host
+            .rx_checksum
+            .accept(&packet, src, dst, &mut self.udp)
+        {
+            return None;
+        }
+        let at = Located {
+            l3,
+            ihl,
+            src,
+            dst,
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+            payload_len: packet.len() - 8,
+        };
+        self.host.neighbors.learn(src, src_mac);
+        self.handle_udp(now, frame, at, tx)
+    }
+
+    fn wants_poll(&self, now: Instant) -> bool {
+        self.pending.is_some()
+            || !self.host.mailboxes[self.worker % self.host.mailboxes.len()]
+                .queue
+                .is_empty()
+            || self.timers.next_deadline().is_some_and(|d| d <= now)
+    }
+
+    fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        if !self.timers.is_empty() {
+            self.fire_timers(now, tx);
+        }
+        self.run_commands(tx);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    fn counter_names(&self) -> Vec<&'static str> {
+        Counters::<DemuxCounter>::names()
+            .chain(Counters::<UdpCounter>::names())
+            .collect()
+    }
+
+    fn publish(&self, shared: &SharedCounters, offset: usize) {
+        shared.store(offset, self.counters.values());
+        shared.store(offset + self.counters.values().len(), self.udp.values());
+    }
+}

@@ -1,0 +1,231 @@
+//! Start-up: attaches the XDP program, opens one AF_XDP socket and pinned worker per RX
+//! queue, wires each worker to its demux and mailbox, and starts the control socket.
+//! `main.rs` only parses the command line and calls this.
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::{
+    api::Stack,
+    control::{self, ControlState, QueueHandle},
+    demux::Demux,
+    echo::ReflectService,
+    socket::{Host, Link},
+    steer::{AttachMode, Steering, XdpLogLevel},
+    system,
+    udp::RxChecksum,
+    worker::{self, IdleStrategy, WorkerConfig},
+    xsk::{BindMode, XskConfig, XskSocket},
+};
+
+/// What `Runtime::start` needs to know.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub iface: String,
+    pub queues: Option<u32>,
+    pub mode: AttachMode,
+    /// What the XDP program logs (aya-log), fixed at load.
+    pub xdp_log: XdpLogLevel,
+    pub bind: BindMode,
+    pub idle: IdleStrategy,
+    pub rx_checksum: RxChecksum,
+    pub frame_size: u32,
+    pub frames: u32,
+    pub batch: u32,
+    pub cpus: Vec<usize>,
+    pub control: Option<PathBuf>,
+    /// Bounce frames with no stack (the bench ceiling) instead of serving sockets.
+    pub reflect: bool,
+}
+
+impl StackConfig {
+    pub fn new(iface: &str) -> Self {
+        Self {
+            iface: iface.to_string(),
+            queues: None,
+            mode: AttachMode::Driver,
+            xdp_log: XdpLogLevel::Warn,
+            bind: BindMode::Auto,
+            idle: IdleStrategy::Hybrid,
+            rx_checksum: RxChecksum::AcceptPartial,
+            frame_size: 4096,
+            frames: 4096,
+            batch: 64,
+            cpus: Vec::new(),
+            control: None,
+            reflect: false,
+        }
+    }
+}
+
+/// A running fast path: XDP attached, one AF_XDP socket and pinned worker per queue,
+/// the control socket answering.
+pub struct Runtime {
+    stack: Stack,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<XskSocket>>,
+    control: JoinHandle<()>,
+    state: Arc<ControlState>,
+    control_path: PathBuf,
+}
+
+impl Runtime {
+    pub fn start(cfg: StackConfig) -> anyhow::Result<Self> {
+        let ifindex = system::ifindex(&cfg.iface)?;
+        system::check_privileges()?;
+        let available = system::rx_queue_count(&cfg.iface);
+        let queues = cfg.queues.unwrap_or(available);
+        if queues > available {
+            bail!(
+                "{} has {available} RX queue(s) but --queues {queues} was asked; lower --queues (see `ethtool -l {}`)",
+                cfg.iface,
+                cfg.iface
+            );
+        }
+        let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
+        let control_path = cfg
+            .control
+            .clone()
+            .unwrap_or_else(|| control::default_path(&cfg.iface));
+        let listener = control::claim(&control_path)?;
+        let steering = Steering::attach(&cfg.iface, cfg.mode, cfg.xdp_log)?;
+        log::info!("attached XDP to {} in {:?} mode", cfg.iface, cfg.mode);
+        let link = Link {
+            steering: steering.clone(),
+            ifindex,
+            mac: system::mac_address(&cfg.iface)?,
+            addr: system::ipv4_address(&cfg.iface).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            mtu: system::mtu(&cfg.iface),
+        };
+        let host = Arc::new(Host::new(Some(link), queues as usize, cfg.rx_checksum)?);
+        let stack = Stack::new(host.clone());
+        let xsk = XskConfig {
+            frame_size: cfg.frame_size,
+            frame_count: cfg.frames,
+            ring_size: (cfg.frames / 2).clamp(64, 4096),
+            bind_mode: cfg.bind,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())
+                .context("installing signal handlers")?;
+        }
+        let mut workers = Vec::new();
+        let mut handles = Vec::new();
+        for queue in 0..queues {
+            let socket = XskSocket::open(&cfg.iface, queue, &xsk).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}; check that queue {queue} exists on {} and no other AF_XDP socket is bound to it",
+                    cfg.iface
+                )
+            })?;
+            steering.register_socket(queue, &*socket.fd())?;
+            let cpu = cfg
+                .cpus
+                .get(queue as usize)
+                .copied()
+                .unwrap_or(queue as usize % cores);
+            log::info!(
+                "queue {queue}: AF_XDP socket ({}) on core {cpu}",
+                if socket.zero_copy() {
+                    "zero-copy"
+                } else {
+                    "copy"
+                }
+            );
+            let config = WorkerConfig {
+                batch: cfg.batch,
+                idle: cfg.idle,
+                cpu: Some(cpu),
+                waker: Some(host.mailboxes[queue as usize].waker.fd()),
+            };
+            let (fd, zero_copy) = (socket.fd(), socket.zero_copy());
+            let (handle, shared) = if cfg.reflect {
+                worker::spawn(socket, ReflectService::default(), stop.clone(), config)?
+            } else {
+                let demux = Demux::new(host.clone(), queue as usize);
+                worker::spawn(socket, demux, stop.clone(), config)?
+            };
+            handles.push(QueueHandle {
+                queue,
+                fd,
+                shared,
+                zero_copy,
+            });
+            workers.push(handle);
+        }
+        let state = Arc::new(ControlState {
+            steering,
+            stack: stack.clone(),
+            queues: handles,
+            service: if cfg.reflect {
+                "udp reflect (no stack)".into()
+            } else {
+                "udp sockets".into()
+            },
+            started: Instant::now(),
+        });
+        let control = control::serve(listener, control_path.clone(), state.clone(), stop.clone())?;
+        Ok(Self {
+            stack,
+            stop,
+            workers,
+            control,
+            state,
+            control_path,
+        })
+    }
+
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// Set to stop the runtime (Ctrl-C and SIGTERM set it too).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub fn control_path(&self) -> &std::path::Path {
+        &self.control_path
+    }
+
+    /// Serves until stopped (or `duration` passes), then stops the workers and reports.
+    pub fn run(self, duration: Option<Duration>) -> anyhow::Result<String> {
+        let deadline = duration.map(|d| Instant::now() + d);
+        while !self.stop.load(Ordering::Relaxed) {
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                || self.workers.iter().any(|h| h.is_finished())
+            {
+                self.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Workers sleep until a frame, a deadline or a wake-up: wake them to see the flag.
+        self.stack.host().wake_all();
+        let mut ledger_errors = 0;
+        for h in self.workers {
+            match h.join() {
+                Ok(socket) => ledger_errors += socket.ledger_errors(),
+                Err(_) => bail!("a worker panicked"),
+            }
+        }
+        let report = self.state.report();
+        let _ = self.control.join();
+        let total: u64 = report.queues.iter().map(|q| q.rx).sum();
+        Ok(format!(
+            "stopped: {total} frames received, XDP {:?}, ledger errors {ledger_errors}",
+            report.xdp
+        ))
+    }
+}

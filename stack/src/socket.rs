@@ -1,0 +1,231 @@
+//! The sockets of this host, as every worker, the application API and the control plane
+//! share them: the four-tuple table of sockets (a closed set of kinds), the link, the
+//! neighbours, and one mailbox per worker through which applications reach the worker that
+//! owns a socket or sends for it.
+//!
+//! A socket that holds per-flow state has an owning worker (the one its flow's RX queue
+//! feeds; TCP connections, next). A socket with no single owner (a bound UDP socket) sends
+//! each destination's datagrams from one worker, chosen by hashing the destination, so one
+//! flow's datagrams leave in order.
+
+use std::{
+    hash::BuildHasher,
+    net::{Ipv4Addr, SocketAddrV4},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{Arc, atomic::Ordering},
+};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::{
+    neighbor::Neighbors,
+    steer::Steering,
+    table::{Entry, SocketTable},
+    udp::{LinkInfo, RxChecksum, TxRequest, UdpSocketState},
+    wire::ethernet::MacAddr,
+};
+
+/// A socket: one of a closed set of kinds.
+#[derive(Clone)]
+pub enum Socket {
+    Udp(Arc<UdpSocketState>),
+}
+
+impl Socket {
+    /// The worker that owns the socket's per-flow state, if it has one.
+    pub fn owner(&self) -> Option<usize> {
+        match self {
+            Socket::Udp(_) => None,
+        }
+    }
+}
+
+/// One row of `fastpath sockets`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SocketInfo {
+    pub number: u32,
+    pub generation: u32,
+    pub proto: String,
+    pub local: String,
+    pub remote: String,
+    pub state: String,
+    /// The worker (queue) that owns it, or "all" for sockets any queue can receive on.
+    pub worker: String,
+    pub delivery: String,
+    pub queued_bytes: u64,
+    pub rx: u64,
+    pub tx: u64,
+    pub drops_queue_full: u64,
+}
+
+impl SocketInfo {
+    fn of(entry: &Entry<Socket>) -> Self {
+        let connected = entry.tuple.is_connected();
+        match &entry.value {
+            Socket::Udp(udp) => SocketInfo {
+                number: entry.number.get(),
+                generation: entry.number.generation(),
+                proto: "udp".into(),
+                local: entry.tuple.local.to_string(),
+                remote: if connected {
+                    entry.tuple.remote.to_string()
+                } else {
+                    "*:*".into()
+                },
+                state: if connected { "connected" } else { "bound" }.into(),
+                worker: entry
+                    .value
+                    .owner()
+                    .map_or_else(|| "all".into(), |w| w.to_string()),
+                delivery: udp.delivery_name().into(),
+                queued_bytes: udp.queued_bytes(),
+                rx: udp.traffic().0,
+                tx: udp.traffic().1,
+                drops_queue_full: udp.drops_queue_full.load(Ordering::Relaxed),
+            },
+        }
+    }
+}
+
+/// The interface the stack is attached to.
+pub struct Link {
+    pub steering: Arc<Steering>,
+    pub ifindex: u32,
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub mtu: u32,
+}
+
+/// Wakes a worker sleeping in poll() (an eventfd it polls beside its AF_XDP socket).
+pub struct Waker(OwnedFd);
+
+impl Waker {
+    pub fn new() -> std::io::Result<Self> {
+        // Safety: eventfd(2) returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Safety: a fresh descriptor we own.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn wake(&self) {
+        let one = 1u64;
+        // Safety: writes 8 bytes from a live u64 to our eventfd.
+        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// What an application asks of a worker.
+pub enum Command {
+    /// Send a datagram from a UDP socket.
+    UdpSend(TxRequest),
+}
+
+/// A worker's incoming commands and the eventfd that wakes it.
+pub struct Mailbox {
+    pub queue: ArrayQueue<Command>,
+    pub waker: Waker,
+}
+
+const MAILBOX: usize = 4096;
+const TX_POOL: usize = 4096;
+
+/// The sockets, the link and the neighbours, shared by every worker and the API.
+pub struct Host {
+    pub table: SocketTable<Socket>,
+    pub neighbors: Neighbors,
+    pub link: Option<Link>,
+    pub mailboxes: Box<[Mailbox]>,
+    /// Payload buffers for application sends, allocated once.
+    pub tx_pool: ArrayQueue<Vec<u8>>,
+    pub rx_checksum: RxChecksum,
+    /// Picks the worker that sends a destination's datagrams (fixed seed: one destination,
+    /// one worker, for the life of the process).
+    flow_hash: foldhash::fast::FixedState,
+}
+
+impl Host {
+    pub fn new(
+        link: Option<Link>,
+        workers: usize,
+        rx_checksum: RxChecksum,
+    ) -> std::io::Result<Self> {
+        let mailboxes = (0..workers.max(1))
+            .map(|_| {
+                Ok(Mailbox {
+                    queue: ArrayQueue::new(MAILBOX),
+                    waker: Waker::new()?,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?
+            .into_boxed_slice();
+        let tx_pool = ArrayQueue::new(TX_POOL);
+        for _ in 0..TX_POOL {
+            let _ = tx_pool.push(Vec::with_capacity(crate::udp::QUEUE_BUFFER));
+        }
+        Ok(Self {
+            table: SocketTable::new(crate::table::DEFAULT_CAPACITY),
+            neighbors: Neighbors::default(),
+            link,
+            mailboxes,
+            tx_pool,
+            rx_checksum,
+            flow_hash: foldhash::fast::FixedState::with_seed(0x6661_7374_7061_7468),
+        })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// What UDP needs of the link to build frames (a detached host: zeros, MTU 1500).
+    pub fn link_info(&self) -> LinkInfo {
+        self.link.as_ref().map_or(
+            LinkInfo {
+                mac: [0; 6],
+                addr: Ipv4Addr::UNSPECIFIED,
+                mtu: 1500,
+            },
+            |l| LinkInfo {
+                mac: l.mac,
+                addr: l.addr,
+                mtu: l.mtu,
+            },
+        )
+    }
+
+    /// The worker that sends `socket`'s datagrams to `dst`: its owner, or one chosen by
+    /// hashing the destination.
+    pub fn worker_for(&self, socket: &Socket, dst: SocketAddrV4) -> usize {
+        socket.owner().unwrap_or_else(|| {
+            (self.flow_hash.hash_one((dst.ip().octets(), dst.port())) % self.workers() as u64)
+                as usize
+        }) % self.workers()
+    }
+
+    /// Puts `command` in `worker`'s mailbox and wakes it; gives it back when full.
+    pub fn post(&self, worker: usize, command: Command) -> Result<(), Command> {
+        let mailbox = &self.mailboxes[worker % self.mailboxes.len()];
+        mailbox.queue.push(command)?;
+        mailbox.waker.wake();
+        Ok(())
+    }
+
+    /// Wakes every worker (to stop, or to look at its mailbox).
+    pub fn wake_all(&self) {
+        for m in self.mailboxes.iter() {
+            m.waker.wake();
+        }
+    }
+
+    /// Every socket, for `fastpath sockets`.
+    pub fn sockets(&self) -> Vec<SocketInfo> {
+        self.table.entries().iter().map(SocketInfo::of).collect()
+    }
+}
