@@ -221,3 +221,62 @@ fn generic_mode_serves_too() {
         "attached in generic mode"
     );
 }
+
+/// Datagrams sent from an application thread (`--udp-thread`: recv_from, then send_to)
+/// reach the worker that sends for their destination: with 2 queues, all of one flow's
+/// replies leave from one worker, in the order they were sent.
+#[test]
+fn a_flows_sends_from_a_thread_leave_from_one_worker_in_order() {
+    let pair = veth_pair(VethConfig {
+        queues: 2,
+        ..VethConfig::default()
+    });
+    let fastpath = start_echo(&pair, &["--udp-thread", "6000", "--queues", "2"]);
+    const FLOWS: usize = 4;
+    const BURSTS: u32 = 10;
+    const BURST: u32 = 30;
+    let sockets: Vec<_> = (0..FLOWS).map(|_| client_socket(&pair)).collect();
+    for s in &sockets {
+        // The first datagram also makes the kernel resolve the client's MAC for send_to.
+        assert!(
+            round_trip(s, 6000, b"hello").is_some(),
+            "{}",
+            fastpath.log_text()
+        );
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    let to = std::net::SocketAddr::from((SERVER_ADDR, 6000));
+    let app_tx = |q: usize| queue_counter(&stats(&fastpath), q, "app_tx");
+    let mut workers_used = std::collections::BTreeSet::new();
+    for (flow, s) in sockets.iter().enumerate() {
+        let before = [app_tx(0), app_tx(1)];
+        // Bursts of 30 outstanding, so a reordering between workers would show.
+        let mut received = Vec::new();
+        let mut buf = [0u8; 64];
+        for burst in 0..BURSTS {
+            for i in 0..BURST {
+                s.send_to(&(burst * BURST + i).to_be_bytes(), to).unwrap();
+            }
+            for _ in 0..BURST {
+                let n = s
+                    .recv(&mut buf)
+                    .unwrap_or_else(|e| panic!("flow {flow}: {e}\n{}", fastpath.log_text()));
+                received.push(u32::from_be_bytes(buf[..n].try_into().unwrap()));
+            }
+        }
+        let expected: Vec<u32> = (0..BURSTS * BURST).collect();
+        assert_eq!(received, expected, "flow {flow}: replies out of order");
+        // The flow's replies were all counted by one worker, none by the other.
+        let counted = eventually(Duration::from_secs(2), || {
+            (app_tx(0) - before[0]) + (app_tx(1) - before[1]) == u64::from(BURSTS * BURST)
+        });
+        assert!(counted, "{}", stats(&fastpath));
+        let moved = [app_tx(0) - before[0], app_tx(1) - before[1]];
+        assert!(
+            moved.contains(&0),
+            "flow {flow}: its replies left from both workers: {moved:?}"
+        );
+        workers_used.insert(usize::from(moved[0] == 0));
+    }
+    eprintln!("workers used by {FLOWS} flows: {workers_used:?}");
+}

@@ -353,3 +353,154 @@ impl FrameHandler for Demux {
         shared.store(offset + self.counters.values().len(), self.udp.values());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+
+    use super::*;
+    use crate::{
+        api::Stack,
+        udp::{Datagram, Delivery, Egress, UdpHandler, Verdict},
+        wire::{
+            ipv4::Ipv4Packet,
+            testing::{CLIENT, SERVER, udp_request},
+            udp::{ChecksumStatus, UdpPacket},
+        },
+        xsk::testing::VecSink,
+    };
+
+    /// Answers in place and sends two more datagrams: one frame in, three out.
+    struct Fanout;
+
+    impl UdpHandler for Fanout {
+        fn on_datagram(&self, d: &mut Datagram<'_, '_>) -> Verdict {
+            let from = d.from;
+            let payload = d.payload().to_vec();
+            for n in [b'1', b'2'] {
+                let mut copy = payload.clone();
+                copy.push(n);
+                d.egress.send_to(from, &copy).expect("room in the batch");
+            }
+            Verdict::Reply(payload.len())
+        }
+    }
+
+    /// Answers nothing now; 5 ms later sends "late" to whoever asked.
+    struct Later;
+
+    impl UdpHandler for Later {
+        fn on_datagram(&self, d: &mut Datagram<'_, '_>) -> Verdict {
+            let token = u64::from(u32::from_be_bytes(d.from.ip().octets())) << 16
+                | u64::from(d.from.port());
+            d.egress.set_timer(Duration::from_millis(5), token);
+            Verdict::Consume
+        }
+
+        fn on_timer(&self, token: u64, egress: &mut Egress<'_>) {
+            let to = SocketAddrV4::new(((token >> 16) as u32).into(), token as u16);
+            // A spent budget is counted (tx_deferred); this handler does not retry.
+            let _ = egress.send_to(to, b"late");
+        }
+    }
+
+    fn demux_with(port: u16, handler: impl UdpHandler + 'static) -> (Stack, Demux) {
+        let stack = Stack::detached(1);
+        stack
+            .udp_bind(
+                SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port),
+                None,
+                Delivery::on_worker(handler),
+            )
+            .unwrap();
+        let demux = Demux::new(stack.host().clone(), 0);
+        (stack, demux)
+    }
+
+    /// The UDP payload of a frame the stack sent, after checking its headers.
+    #[track_caller]
+    fn sent_payload(frame: &[u8], src: [u8; 4]) -> Vec<u8> {
+        assert_eq!(&frame[0..6], &[2, 0, 0, 0, 0, 2], "to the client's MAC");
+        let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst()), (src, CLIENT));
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(udp.check(ip.src(), ip.dst()), ChecksumStatus::Valid);
+        assert_eq!(udp.dst_port(), 40000);
+        udp.payload().to_vec()
+    }
+
+    #[test]
+    fn one_frame_in_yields_three_frames_out() {
+        let (_stack, mut demux) = demux_with(7000, Fanout);
+        let mut frame = udp_request(7000, b"ping");
+        let len = frame.len();
+        frame.resize(4096, 0);
+        let mut sink = VecSink::new(8);
+        let reply = demux.handle(Instant::ZERO, &mut frame, len, &mut sink);
+        assert_eq!(reply, Some(len), "the answer in place");
+        let ip = Ipv4Packet::new_checked(&frame[14..len]).unwrap();
+        assert_eq!((ip.src(), ip.dst()), (SERVER, CLIENT));
+        assert_eq!(sink.frames.len(), 2, "two new frames");
+        // From the address the request was sent to.
+        assert_eq!(sent_payload(&sink.frames[0], SERVER), b"ping1");
+        assert_eq!(sent_payload(&sink.frames[1], SERVER), b"ping2");
+        assert_eq!(demux.udp_counters().get(UdpCounter::Sent), 2);
+        assert_eq!(demux.udp_counters().get(UdpCounter::Replied), 1);
+    }
+
+    #[test]
+    fn a_spent_budget_refuses_new_frames_and_counts_them() {
+        let (_stack, mut demux) = demux_with(7000, Later);
+        let mut frame = udp_request(7000, b"x");
+        let len = frame.len();
+        frame.resize(4096, 0);
+        demux.handle(Instant::ZERO, &mut frame, len, &mut VecSink::new(0));
+        let mut empty = VecSink::new(0);
+        demux.poll(Instant::from_millis(6), &mut empty);
+        assert!(empty.frames.is_empty());
+        assert_eq!(demux.udp_counters().get(UdpCounter::TxDeferred), 1);
+    }
+
+    #[test]
+    fn a_timer_alone_yields_a_frame_in_virtual_time() {
+        let (_stack, mut demux) = demux_with(7000, Later);
+        let mut frame = udp_request(7000, b"ask");
+        let len = frame.len();
+        frame.resize(4096, 0);
+        let start = Instant::from_secs(3600);
+        let mut sink = VecSink::new(8);
+        assert_eq!(demux.handle(start, &mut frame, len, &mut sink), None);
+        assert!(sink.frames.is_empty());
+        let deadline = start + Duration::from_millis(5);
+        assert_eq!(demux.next_deadline(), Some(deadline));
+        // Not yet: nothing to do, nothing sent.
+        let early = start + Duration::from_millis(4);
+        assert!(!demux.wants_poll(early));
+        demux.poll(early, &mut sink);
+        assert!(sink.frames.is_empty());
+        // Due: the timer alone sends a frame, once.
+        assert!(demux.wants_poll(deadline));
+        demux.poll(deadline, &mut sink);
+        assert_eq!(sink.frames.len(), 1);
+        // From the socket's own address: bound to any, so the link's (none when detached).
+        assert_eq!(sent_payload(&sink.frames[0], [0; 4]), b"late");
+        demux.poll(deadline + Duration::from_secs(60), &mut sink);
+        assert_eq!(sink.frames.len(), 1, "a timer fires once");
+        assert_eq!(demux.next_deadline(), None);
+        assert_eq!(demux.timers_armed(), 0);
+    }
+
+    #[test]
+    fn a_closed_socket_s_timers_die_with_it() {
+        let (stack, mut demux) = demux_with(7000, Later);
+        let mut frame = udp_request(7000, b"ask");
+        let len = frame.len();
+        frame.resize(4096, 0);
+        let mut sink = VecSink::new(8);
+        demux.handle(Instant::ZERO, &mut frame, len, &mut sink);
+        stack.close_number(1).unwrap();
+        demux.poll(Instant::from_secs(1), &mut sink);
+        assert!(sink.frames.is_empty());
+    }
+}
