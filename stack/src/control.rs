@@ -42,6 +42,8 @@ pub struct QueueHandle {
     pub fd: Arc<OwnedFd>,
     pub shared: Arc<QueueShared>,
     pub zero_copy: bool,
+    /// The worker's capture tap.
+    pub tap: Arc<crate::capture::CaptureTap>,
 }
 
 pub struct ControlState {

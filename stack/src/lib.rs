@@ -11,6 +11,7 @@
 //! the data path, and `runtime` starts it all; `main.rs` only parses the command line.
 
 pub mod api;
+pub mod capture;
 pub mod control;
 pub mod counters;
 pub mod demux;

@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 
 use crate::{
     api::Stack,
+    capture::CaptureTap,
     control::{self, ControlState, QueueHandle},
     demux::Demux,
     echo::ReflectService,
@@ -150,17 +151,20 @@ impl Runtime {
                 waker: Some(host.mailboxes[queue as usize].waker.fd()),
             };
             let (fd, zero_copy) = (socket.fd(), socket.zero_copy());
+            let tap = Arc::new(CaptureTap::default());
             let (handle, shared) = if cfg.reflect {
-                worker::spawn(socket, ReflectService::default(), stop.clone(), config)?
+                let reflect = ReflectService::default();
+                worker::spawn(socket, reflect, stop.clone(), tap.clone(), config)?
             } else {
                 let demux = Demux::new(host.clone(), queue as usize);
-                worker::spawn(socket, demux, stop.clone(), config)?
+                worker::spawn(socket, demux, stop.clone(), tap.clone(), config)?
             };
             handles.push(QueueHandle {
                 queue,
                 fd,
                 shared,
                 zero_copy,
+                tap,
             });
             workers.push(handle);
         }

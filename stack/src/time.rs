@@ -105,13 +105,24 @@ impl fmt::Display for Instant {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     origin: std::time::Instant,
+    /// The origin on the wall clock (ns since the Unix epoch), for capture timestamps.
+    wall_origin: u64,
 }
 
 impl Clock {
     pub fn new() -> Self {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, nanos);
         Self {
             origin: std::time::Instant::now(),
+            wall_origin: wall,
         }
+    }
+
+    /// The origin on the wall clock, in nanoseconds since the Unix epoch.
+    pub fn wall_origin_nanos(&self) -> u64 {
+        self.wall_origin
     }
 
     pub fn now(&self) -> Instant {

@@ -19,6 +19,7 @@ use std::{
 };
 
 use crate::{
+    capture::{CaptureTap, Direction, TapCache, TappedSink},
     counter_set,
     counters::{Counters, SharedCounters},
     demux::FrameHandler,
@@ -202,6 +203,7 @@ pub fn spawn<H: FrameHandler + 'static>(
     mut socket: XskSocket,
     mut handler: H,
     stop: Arc<AtomicBool>,
+    tap: Arc<CaptureTap>,
     config: WorkerConfig,
 ) -> std::io::Result<(JoinHandle<XskSocket>, Arc<QueueShared>)> {
     let shared = Arc::new(QueueShared::new(&handler));
@@ -216,6 +218,8 @@ pub fn spawn<H: FrameHandler + 'static>(
                 .cpu
                 .store(pinned.map_or(u64::MAX, |c| c as u64), Ordering::Relaxed);
             let clock = Clock::new();
+            tap.set_wall_origin(&clock);
+            let mut tap_cache = TapCache::default();
             let mut rings = Counters::<RingCounter>::default();
             let mut unpublished = 0u32;
             let mut governor = SpinGovernor::new();
@@ -225,8 +229,23 @@ pub fn spawn<H: FrameHandler + 'static>(
             while !stop.load(Ordering::Relaxed) {
                 socket.complete(socket_batch(config.batch));
                 socket.refill();
-                let batch = socket.receive(config.batch, |frame, len, tx| {
-                    handler.handle(now, frame, len, tx)
+                // With no capture running: one relaxed load per batch.
+                let capture = tap_cache.current(&tap);
+                let batch = socket.receive(config.batch, |frame, len, tx| match capture {
+                    None => handler.handle(now, frame, len, tx),
+                    Some(session) => {
+                        session.record(now, Direction::Received, &frame[..len]);
+                        let mut tapped = TappedSink {
+                            inner: tx,
+                            session,
+                            now,
+                        };
+                        let answer = handler.handle(now, frame, len, &mut tapped);
+                        if let Some(l) = answer {
+                            session.record(now, Direction::Sent, &frame[..l]);
+                        }
+                        answer
+                    }
                 });
                 rings.add(RingCounter::RxFrames, batch.received.into());
                 rings.add(RingCounter::TxRingFull, batch.tx_full.into());
@@ -234,7 +253,17 @@ pub fn spawn<H: FrameHandler + 'static>(
                 let mut sent = batch.transmitted;
                 let mut refused = batch.refused;
                 if handler.wants_poll(now) {
-                    let out = socket.transmit(|tx| handler.poll(now, tx));
+                    let out = socket.transmit(|tx| match capture {
+                        None => handler.poll(now, tx),
+                        Some(session) => handler.poll(
+                            now,
+                            &mut TappedSink {
+                                inner: tx,
+                                session,
+                                now,
+                            },
+                        ),
+                    });
                     sent += out.transmitted;
                     refused += out.refused;
                 }

@@ -17,7 +17,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 pub use numbers::{NumberAllocator, NumberError, SocketNumber};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Udp,
