@@ -527,7 +527,7 @@ pub fn receive<R: std::io::Read, W: Write>(
                 let orig_len = u32::from_le_bytes(buf[11..15].try_into().expect("4 bytes"));
                 sink.write(Duration::from_nanos(ts), orig_len, &buf[15..])?;
                 written += 1;
-                if written % 64 == 0 {
+                if written.is_multiple_of(64) {
                     sink.flush()?;
                 }
             }
