@@ -124,7 +124,7 @@ impl ControlState {
                     .shared
                     .counters()
                     .into_iter()
-                    .map(|(name, value)| (name.to_string(), value))
+                    .map(|(_, name, value)| (name.to_string(), value))
                     .collect();
                 let cpu = q.shared.cpu();
                 QueueStats {

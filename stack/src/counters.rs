@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A layer's set of counters: a fieldless enum whose variants index an array.
 pub trait CounterSet: Copy + 'static {
+    /// The layer that counts (a label in the Prometheus output: worker, demux, udp …).
+    const LAYER: &'static str;
     /// Every counter, in index order.
     const ALL: &'static [Self];
     fn index(self) -> usize;
@@ -48,20 +50,22 @@ impl<C: CounterSet> Counters<C> {
         &self.values
     }
 
-    pub fn names() -> impl Iterator<Item = &'static str> {
-        C::ALL.iter().map(|c| c.name())
+    /// (layer, name) of every counter.
+    pub fn names() -> impl Iterator<Item = (&'static str, &'static str)> {
+        C::ALL.iter().map(|c| (C::LAYER, c.name()))
     }
 }
 
 /// Published counters of one worker, named, on cache lines of their own.
 #[repr(align(128))]
 pub struct SharedCounters {
-    names: Box<[&'static str]>,
+    names: Box<[(&'static str, &'static str)]>,
     values: Box<[AtomicU64]>,
 }
 
 impl SharedCounters {
-    pub fn new(names: Vec<&'static str>) -> Self {
+    /// Slots for counters named (layer, name).
+    pub fn new(names: Vec<(&'static str, &'static str)>) -> Self {
         let values = names.iter().map(|_| AtomicU64::new(0)).collect();
         Self {
             names: names.into_boxed_slice(),
@@ -76,30 +80,33 @@ impl SharedCounters {
         }
     }
 
+    /// A counter by name (the first layer that has it).
     pub fn get(&self, name: &str) -> Option<u64> {
-        let i = self.names.iter().position(|n| *n == name)?;
+        let i = self.names.iter().position(|(_, n)| *n == name)?;
         Some(self.values[i].load(Ordering::Relaxed))
     }
 
-    /// (name, value) of every counter.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+    /// (layer, name, value) of every counter.
+    pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
         self.names
             .iter()
             .zip(self.values.iter())
-            .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
+            .map(|((l, n), v)| (*l, *n, v.load(Ordering::Relaxed)))
             .collect()
     }
 }
 
-/// Declares a counter set: `counter_set! { pub enum UdpCounter { Replied = "replied", … } }`.
+/// Declares a counter set of a layer:
+/// `counter_set! { "udp", pub enum UdpCounter { Replied = "replied", … } }`.
 #[macro_export]
 macro_rules! counter_set {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    ($layer:literal, $(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         $vis enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $crate::counters::CounterSet for $name {
+            const LAYER: &'static str = $layer;
             const ALL: &'static [Self] = &[$($name::$variant),+];
             fn index(self) -> usize {
                 self as usize
@@ -116,6 +123,7 @@ mod tests {
     use super::*;
 
     counter_set! {
+        "demo",
         enum Demo { A = "a", B = "b" }
     }
 
@@ -125,12 +133,15 @@ mod tests {
         c.bump(Demo::B);
         c.add(Demo::B, 2);
         assert_eq!((c.get(Demo::A), c.get(Demo::B)), (0, 3));
-        let names: Vec<_> = Counters::<Demo>::names().chain(["x"]).collect();
+        let names: Vec<_> = Counters::<Demo>::names().chain([("other", "x")]).collect();
         let shared = SharedCounters::new(names);
         shared.store(0, c.values());
         shared.store(2, &[7]);
         assert_eq!(shared.get("b"), Some(3));
         assert_eq!(shared.get("x"), Some(7));
-        assert_eq!(shared.snapshot(), vec![("a", 0), ("b", 3), ("x", 7)]);
+        assert_eq!(
+            shared.snapshot(),
+            vec![("demo", "a", 0), ("demo", "b", 3), ("other", "x", 7)]
+        );
     }
 }

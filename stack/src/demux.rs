@@ -49,8 +49,8 @@ pub trait FrameHandler: Send {
         None
     }
 
-    /// The names of the handler's counters, published after the worker's own.
-    fn counter_names(&self) -> Vec<&'static str> {
+    /// (layer, name) of the handler's counters, published after the worker's own.
+    fn counter_names(&self) -> Vec<(&'static str, &'static str)> {
         Vec::new()
     }
 
@@ -59,6 +59,7 @@ pub trait FrameHandler: Send {
 }
 
 counter_set! {
+    "ipv4",
     /// What the demux did with frames that never reached a protocol.
     pub enum DemuxCounter {
         DropMalformed = "drop_malformed",
@@ -342,7 +343,7 @@ impl FrameHandler for Demux {
         self.timers.next_deadline()
     }
 
-    fn counter_names(&self) -> Vec<&'static str> {
+    fn counter_names(&self) -> Vec<(&'static str, &'static str)> {
         Counters::<DemuxCounter>::names()
             .chain(Counters::<UdpCounter>::names())
             .collect()

@@ -53,6 +53,7 @@ pub struct ReflectService {
 }
 
 counter_set! {
+    "reflect",
     /// What the ceiling did.
     pub enum ReflectCounter {
         Replied = "replied",
@@ -114,7 +115,7 @@ impl FrameHandler for ReflectService {
         Some(len)
     }
 
-    fn counter_names(&self) -> Vec<&'static str> {
+    fn counter_names(&self) -> Vec<(&'static str, &'static str)> {
         Counters::<ReflectCounter>::names().collect()
     }
 

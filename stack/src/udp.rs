@@ -41,6 +41,7 @@ use crate::{
 };
 
 counter_set! {
+    "udp",
     /// What UDP did with datagrams, per worker.
     pub enum UdpCounter {
         /// Datagrams answered in place.

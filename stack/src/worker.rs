@@ -43,6 +43,7 @@ pub enum IdleStrategy {
 }
 
 counter_set! {
+    "worker",
     /// The worker's own counts: rings and frames.
     pub enum RingCounter {
         RxFrames = "rx",
@@ -104,8 +105,8 @@ impl QueueShared {
         self.counters.get(name).unwrap_or(0)
     }
 
-    /// Every counter, the worker's first, then its handler's.
-    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+    /// (layer, name, value) of every counter, the worker's first, then its handler's.
+    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
         self.counters.snapshot()
     }
 
