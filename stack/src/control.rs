@@ -71,8 +71,11 @@ pub struct QueueStats {
     pub rx_ring_full: u64,
     pub rx_invalid_descs: u64,
     pub tx_invalid_descs: u64,
-    /// Every worker counter by name.
+    /// Every counter by name (the worker's, the demux's, the protocols').
     pub counters: BTreeMap<String, u64>,
+    /// The same counters by the layer that counts them.
+    #[serde(default)]
+    pub layers: BTreeMap<String, BTreeMap<String, u64>>,
     pub frames: FrameCountsJson,
     pub ledger_errors: u64,
 }
@@ -120,12 +123,18 @@ impl ControlState {
             .iter()
             .map(|q| {
                 let k = kernel_stats(q.fd.as_raw_fd()).unwrap_or_default();
-                let counters = q
-                    .shared
-                    .counters()
-                    .into_iter()
-                    .map(|(_, name, value)| (name.to_string(), value))
+                let snapshot = q.shared.counters();
+                let counters = snapshot
+                    .iter()
+                    .map(|(_, name, value)| (name.to_string(), *value))
                     .collect();
+                let mut layers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+                for (layer, name, value) in &snapshot {
+                    layers
+                        .entry(layer.to_string())
+                        .or_default()
+                        .insert(name.to_string(), *value);
+                }
                 let cpu = q.shared.cpu();
                 QueueStats {
                     queue: q.queue,
@@ -140,6 +149,7 @@ impl ControlState {
                     rx_invalid_descs: k.rx_invalid_descs,
                     tx_invalid_descs: k.tx_invalid_descs,
                     counters,
+                    layers,
                     frames: q.shared.frames().into(),
                     ledger_errors: q.shared.ledger_errors(),
                 }
