@@ -8,7 +8,10 @@
 
 use std::{collections::BTreeMap, fmt::Write};
 
-use crate::{control::StatsReport, socket::SocketInfo};
+use crate::{
+    control::{QueueStats, StatsReport},
+    socket::SocketInfo,
+};
 
 /// One metric family being written: HELP and TYPE once, then its samples.
 struct Family<'a> {
@@ -54,6 +57,9 @@ fn sanitize(s: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
 }
+
+/// A family of the kernel's XDP_STATISTICS: name, help, and how to read it off a queue.
+type KernelCounter = (&'static str, &'static str, fn(&QueueStats) -> u64);
 
 /// Renders `report` and `sockets` as Prometheus text.
 pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
@@ -144,7 +150,7 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
         }
     }
 
-    let kernel: [(&str, &str, fn(&crate::control::QueueStats) -> u64); 5] = [
+    let kernel: [KernelCounter; 5] = [
         (
             "fastpath_xsk_rx_dropped_total",
             "Frames the kernel dropped for the AF_XDP socket (no fill frame, or larger than a frame), from XDP_STATISTICS.",
@@ -280,7 +286,7 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{FrameCountsJson, QueueStats};
+    use crate::control::FrameCountsJson;
 
     fn report() -> StatsReport {
         let mut layers = BTreeMap::new();
