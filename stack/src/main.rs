@@ -123,6 +123,10 @@ struct EchoArgs {
     /// Control socket path (default: /run/fastpath/IF.sock).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
+    /// Capture every frame the workers receive and send into this pcap file, from start to
+    /// stop (for one flow at a time while running, see `fastpath capture`).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
     /// Stop by itself after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -276,6 +280,7 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
         cpus: args.cpus.clone(),
         control: args.control.clone(),
         reflect,
+        pcap: args.pcap.clone(),
     };
     let runtime = Runtime::start(config)?;
     let stack = runtime.stack().clone();

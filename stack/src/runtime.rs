@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 
 use crate::{
     api::Stack,
-    capture::CaptureTap,
+    capture::{Capture, CaptureFilter, CaptureTap, PcapSink},
     control::{self, ControlState, QueueHandle},
     demux::Demux,
     echo::ReflectService,
@@ -47,6 +47,9 @@ pub struct StackConfig {
     pub control: Option<PathBuf>,
     /// Bounce frames with no stack (the bench ceiling) instead of serving sockets.
     pub reflect: bool,
+    /// Capture every frame the workers receive and send into this pcap file, from start to
+    /// stop (a device for tests: a failing test leaves what happened next to its log).
+    pub pcap: Option<PathBuf>,
 }
 
 impl StackConfig {
@@ -65,6 +68,7 @@ impl StackConfig {
             cpus: Vec::new(),
             control: None,
             reflect: false,
+            pcap: None,
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct Runtime {
     control: JoinHandle<()>,
     state: Arc<ControlState>,
     control_path: PathBuf,
+    pcap: Option<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -180,6 +185,10 @@ impl Runtime {
             started: Instant::now(),
         });
         let control = control::serve(listener, control_path.clone(), state.clone(), stop.clone())?;
+        let pcap = match &cfg.pcap {
+            Some(path) => Some(start_pcap_device(path, &state, stop.clone())?),
+            None => None,
+        };
         Ok(Self {
             stack,
             stop,
@@ -187,6 +196,7 @@ impl Runtime {
             control,
             state,
             control_path,
+            pcap,
         })
     }
 
@@ -226,10 +236,65 @@ impl Runtime {
         }
         let report = self.state.report();
         let _ = self.control.join();
+        if let Some(pcap) = self.pcap {
+            let _ = pcap.join();
+        }
         let total: u64 = report.queues.iter().map(|q| q.rx).sum();
         Ok(format!(
             "stopped: {total} frames received, XDP {:?}, ledger errors {ledger_errors}",
             report.xdp
         ))
     }
+}
+
+/// The pcap device: captures everything into `path` on a thread beside the data path,
+/// draining every 10 ms, until `stop`; the file is flushed at every drain, so it is valid
+/// even if the process is killed.
+fn start_pcap_device(
+    path: &std::path::Path,
+    state: &ControlState,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create the pcap file {}", path.display()))?;
+    let taps: Vec<_> = state.queues.iter().map(|q| q.tap.clone()).collect();
+    let capture = Capture::start(&taps, CaptureFilter::default());
+    let path = path.to_path_buf();
+    Ok(std::thread::Builder::new()
+        .name("pcap".into())
+        .spawn(move || {
+            let Ok(mut sink) = PcapSink::new(file) else {
+                log::warn!("cannot write the pcap header to {}", path.display());
+                return;
+            };
+            let mut failed = false;
+            let mut write_all = |capture: &Capture| {
+                capture.drain(|c| {
+                    if !failed && sink.write(c.timestamp, c.orig_len, c.data).is_err() {
+                        failed = true;
+                    }
+                });
+                failed |= sink.flush().is_err();
+            };
+            while !stop.load(Ordering::Relaxed) {
+                write_all(&capture);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // The workers stop after this flag too: take what they copied last.
+            std::thread::sleep(Duration::from_millis(50));
+            write_all(&capture);
+            if failed {
+                log::warn!(
+                    "writing {} failed; the capture is incomplete",
+                    path.display()
+                );
+            }
+            if capture.dropped() > 0 {
+                log::warn!(
+                    "{} frames found no room in the capture rings and are not in {}",
+                    capture.dropped(),
+                    path.display()
+                );
+            }
+        })?)
 }
