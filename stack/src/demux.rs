@@ -474,10 +474,10 @@ mod tests {
         assert_eq!(demux.handle(start, &mut frame, len, &mut sink), None);
         assert!(sink.frames.is_empty());
         let deadline = start + Duration::from_millis(5);
-        assert_eq!(demux.next_deadline(), Some(deadline));
-        // Not yet: nothing to do, nothing sent.
+        // The wheel may ask for an earlier wake (a timer in a coarse slot), never a later one.
+        assert!(demux.next_deadline().is_some_and(|d| d <= deadline));
+        // Not yet: nothing sent.
         let early = start + Duration::from_millis(4);
-        assert!(!demux.wants_poll(early));
         demux.poll(early, &mut sink);
         assert!(sink.frames.is_empty());
         // Due: the timer alone sends a frame, once.
