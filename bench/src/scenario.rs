@@ -124,7 +124,10 @@ const DISCARD_PORT: u16 = 9;
 fn plans(kind: ScenarioKind, s: &Settings) -> Vec<(Client, Vec<System>)> {
     let plans = base_plans(kind);
     if s.baseline_bin.is_none() {
-        return plans.into_iter().map(|(c, sys)| (c, sys.to_vec())).collect();
+        return plans
+            .into_iter()
+            .map(|(c, sys)| (c, sys.to_vec()))
+            .collect();
     }
     // Regression mode: old, new for each of fastpath's systems; the kernel sits out.
     plans
@@ -546,7 +549,10 @@ pub fn run(
         for r in &ratios {
             if let Some(&v) = r.values.get("rate") {
                 goals.push(Goal {
-                    goal: format!("{} rate, {}/{} ({})", r.numerator, r.numerator, r.denominator, r.client),
+                    goal: format!(
+                        "{} rate, {}/{} ({})",
+                        r.numerator, r.numerator, r.denominator, r.client
+                    ),
                     measured: v,
                     target: ">= 0.95".into(),
                     met: v >= 0.95,
