@@ -309,7 +309,6 @@ const FUZZ_TARGETS: &[&str] = &[
     "wire_ipv4",
     "wire_udp",
     "wire_tcp",
-    "wire_arp",
     "echo_frame",
 ];
 
