@@ -1,5 +1,5 @@
 //! Builds the XDP program (`ebpf/xdp`) with nightly and bpf-linker through aya-build,
-//! into OUT_DIR, where `steer::loader` embeds it. `AYA_BUILD_SKIP=1` skips it
+//! into OUT_DIR, where `steer` embeds it. `AYA_BUILD_SKIP=1` skips it
 //! (the embedded object is then empty and loading fails with a clear error).
 use std::path::Path;
 

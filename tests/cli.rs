@@ -52,6 +52,36 @@ fn bad_ports_are_refused_by_the_parser() {
 }
 
 #[test]
+fn a_missing_required_argument_is_named() {
+    // clap puts the missing argument's name on the line after "were not provided:".
+    let out = std::process::Command::new(bin())
+        .args(["echo", "--udp", "7000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_error(&out, &["required", "--iface", "--help"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Usage:"),
+        "usage boilerplate kept: {stderr}"
+    );
+
+    let bench = fastpath_bench::process::sibling_binary("fastpath-bench").unwrap();
+    let out = std::process::Command::new(bench)
+        .args(["kernel-echo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line of error, got:\n{stderr}");
+    assert!(
+        lines[0].starts_with("fastpath-bench: ") && lines[0].contains("--addr"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_non_root_run_says_it_needs_root() {
     let pair = veth_pair(VethConfig::default());
     let out = pair

@@ -111,6 +111,35 @@ struct Common {
     peer_checksum_offload: String,
 }
 
+/// A clap error on one line: every line that carries content (the argument a "required
+/// arguments were not provided:" error names is on the next line), without the usage and
+/// "For more information" paragraphs. The same as `fastpath`'s (the two crates share none).
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    // Paragraphs are separated by blank lines; lines within one are joined with a space
+    // (the list of missing arguments), paragraphs with "; " (a tip).
+    let kept: Vec<String> = rendered
+        .split("\n\n")
+        .map(|para| {
+            para.lines()
+                .map(|l| l.trim().trim_start_matches("error: "))
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|para| {
+            !para.is_empty()
+                && !para.starts_with("Usage:")
+                && !para.starts_with("For more information")
+        })
+        .collect();
+    if kept.is_empty() {
+        "invalid arguments".into()
+    } else {
+        kept.join("; ")
+    }
+}
+
 /// Bound on `all`, so an unattended run always ends.
 const ALL_LIMIT_SECS: u64 = 600;
 
@@ -125,11 +154,9 @@ fn main() -> ExitCode {
             ) {
                 e.exit();
             }
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
             eprintln!(
                 "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, all; see --help)",
-                first.trim_start_matches("error: ")
+                one_line(&e)
             );
             return ExitCode::from(2);
         }

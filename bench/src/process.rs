@@ -21,6 +21,10 @@ pub fn fastpath_binary() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Where `fastpath` puts its control socket when not given `--control` (fastpath's
+/// `control::CONTROL_DIR`; the harness does not link the library).
+pub const DEFAULT_CONTROL_DIR: &str = "/run/fastpath";
+
 /// A running `fastpath echo` in the server namespace; killed when dropped.
 pub struct FastpathProcess {
     child: Option<Child>,
@@ -49,12 +53,38 @@ impl FastpathProcess {
     ) -> anyhow::Result<Self> {
         let tag = format!("{}-{}", pair.server.iface, std::process::id());
         let control = std::env::temp_dir().join(format!("fastpath-{tag}.sock"));
+        Self::spawn(bin, pair, command, args, control, true)
+    }
+
+    /// Like `start`, without `--control`: the instance listens at the default
+    /// `/run/fastpath/IF.sock`, where `fastpath stats` without `--iface` looks, as a
+    /// user's would. The veth's name is unique, so the path is too.
+    pub fn start_default_control(
+        pair: &VethPair,
+        command: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let control = Path::new(DEFAULT_CONTROL_DIR).join(format!("{}.sock", pair.server.iface));
+        Self::spawn(&fastpath_binary()?, pair, command, args, control, false)
+    }
+
+    fn spawn(
+        bin: &Path,
+        pair: &VethPair,
+        command: &str,
+        args: &[&str],
+        control: PathBuf,
+        pass_control: bool,
+    ) -> anyhow::Result<Self> {
+        let tag = format!("{}-{}", pair.server.iface, std::process::id());
         let log = std::env::temp_dir().join(format!("fastpath-{tag}.log"));
         let log_file = std::fs::File::create(&log)?;
-        let child = pair
-            .server_command(bin.to_str().context("non-UTF-8 binary path")?)
-            .args([command, "--iface", &pair.server.iface, "--control"])
-            .arg(&control)
+        let mut cmd = pair.server_command(bin.to_str().context("non-UTF-8 binary path")?);
+        cmd.args([command, "--iface", &pair.server.iface]);
+        if pass_control {
+            cmd.arg("--control").arg(&control);
+        }
+        let child = cmd
             .args(args)
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -421,7 +421,14 @@ pub fn run(
                             progress.during(started)
                         })?;
                         let _ = std::fs::remove_file(&log);
-                        (r.histogram, r.sent, r.received, 0, r.duration, r.cpu_secs)
+                        (
+                            r.histogram,
+                            r.sent,
+                            r.received,
+                            r.lost,
+                            r.duration,
+                            r.cpu_secs,
+                        )
                     }
                 };
                 let cpu = sampler.finish(client_cpu, Some(cores.server), Some(cores.client));

@@ -54,8 +54,12 @@ pub fn start_server(pair: &VethPair, port: u16, cpu: usize) -> anyhow::Result<Ch
 
 pub struct SockperfResult {
     pub histogram: Histogram<u64>,
+    /// sockperf's own counts over the valid duration (after its warm-up), as its summary
+    /// line `[Valid Duration] … SentMessages=N; ReceivedMessages=M` says.
     pub received: u64,
     pub sent: u64,
+    /// Sent and never answered: `sent − received`.
+    pub lost: u64,
     pub duration: Duration,
     pub pid: u32,
     pub cpu_secs: Option<f64>,
@@ -131,9 +135,11 @@ pub fn ping_pong(
     let text =
         std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
     let (histogram, first, last) = parse_full_log(&text)?;
+    let (sent, received) = parse_message_counts(&text)?;
     Ok(SockperfResult {
-        received: histogram.len(),
-        sent: histogram.len(),
+        received,
+        sent,
+        lost: sent.saturating_sub(received),
         histogram,
         duration: Duration::from_secs_f64((last - first).max(1e-6)),
         pid,
@@ -171,8 +177,33 @@ pub fn parse_full_log(text: &str) -> anyhow::Result<(Histogram<u64>, f64, f64)> 
     Ok((h, first, last))
 }
 
+/// sockperf's message counts over the valid duration, from the summary it writes at the top
+/// of its full log: `sockperf: [Valid Duration] RunTime=0.552 sec; SentMessages=21329;
+/// ReceivedMessages=21329`. The log's rows are only the answered messages, so the loss is
+/// read here, not counted from them.
+pub fn parse_message_counts(text: &str) -> anyhow::Result<(u64, u64)> {
+    let count = |line: &str, key: &str| -> Option<u64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        digits.parse().ok()
+    };
+    text.lines()
+        .filter(|l| l.contains("[Valid Duration]"))
+        .find_map(|l| Some((count(l, "SentMessages=")?, count(l, "ReceivedMessages=")?)))
+        .context("sockperf's full log has no `[Valid Duration] … SentMessages=N; ReceivedMessages=M` line, so the loss is unknown")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_sent_and_received_from_the_valid_duration_line() {
+        let text = "sockperf: [Total Run] RunTime=1.000 sec; Warm up time=400 msec; SentMessages=44416; ReceivedMessages=44415\n\
+            sockperf: ========= Printing statistics for Server No: 0\n\
+            sockperf: [Valid Duration] RunTime=0.552 sec; SentMessages=21329; ReceivedMessages=21300\n";
+        assert_eq!(super::parse_message_counts(text).unwrap(), (21329, 21300));
+        assert!(super::parse_message_counts("1, 2.0, 2.1, 50.0\n").is_err());
+    }
+
     #[test]
     fn parses_full_log_rows() {
         let text = "header\n------\n1, 2.000000000, 2.000050000, 25.000\n2, 2.000050010, 2.000090010, 20.000\nbad, line\n";

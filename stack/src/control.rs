@@ -1,11 +1,13 @@
-//! The control channel: a running fastpath answers `fastpath stats` over a Unix socket
-//! (`/run/fastpath/IFACE.sock` by default). One request line in, one JSON document out;
-//! the data path is never touched: the answer is built from the counters the workers
-//! publish, the XDP maps and XDP_STATISTICS.
+//! The control channel: a running fastpath answers `fastpath stats`, `sockets` and `close`
+//! over a Unix socket (`/run/fastpath/IFACE.sock` by default). One request line of at most
+//! `MAX_REQUEST` bytes in, one JSON document out; the data path is never touched: the
+//! answer is built from the counters the workers publish, the XDP maps and XDP_STATISTICS.
+//! Without `--iface`, the client finds the instance by its socket in /run/fastpath,
+//! skipping (and removing) those of killed instances.
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Write},
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::net::{UnixListener, UnixStream},
@@ -225,12 +227,31 @@ pub fn serve(
         })
 }
 
+/// The longest request line the server reads; the longest real one is `close N`.
+pub const MAX_REQUEST: usize = 4096;
+/// How much of an unknown request the error quotes back.
+const QUOTED: usize = 64;
+
 fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
+    // Read one byte past the bound, so an oversized request is told from one that fits.
+    let mut raw = Vec::new();
+    BufReader::new((&stream).take(MAX_REQUEST as u64 + 1)).read_until(b'\n', &mut raw)?;
     let mut out = &stream;
+    if raw.is_empty() {
+        // Connected and closed without a word: discovery checking that we are alive.
+        return Ok(());
+    }
+    if raw.len() > MAX_REQUEST {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "error": format!("request longer than {MAX_REQUEST} bytes; known: stats, sockets, close N") }),
+        )?;
+        out.write_all(b"\n")?;
+        return Ok(());
+    }
+    let line = String::from_utf8_lossy(&raw);
     match line.trim() {
         "stats" => {
             serde_json::to_writer(&mut out, &state.report())?;
@@ -251,7 +272,7 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
         other => {
             serde_json::to_writer(
                 &mut out,
-                &serde_json::json!({ "error": format!("unknown request {other:?}; known: stats, sockets, close N") }),
+                &serde_json::json!({ "error": format!("unknown request {}; known: stats, sockets, close N", quote(other)) }),
             )?;
         }
     }
@@ -259,8 +280,16 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finds the control socket to talk to: `explicit`, else the interface's, else the
-/// only one in /run/fastpath.
+/// `text` quoted, cut to its first `QUOTED` characters.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTED) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
+/// Finds the control socket to talk to: `explicit`, else the interface's, else the one
+/// running instance in /run/fastpath (see `discover` and `choose`).
 pub fn locate(explicit: Option<&Path>, iface: Option<&str>) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -268,26 +297,191 @@ pub fn locate(explicit: Option<&Path>, iface: Option<&str>) -> anyhow::Result<Pa
     if let Some(iface) = iface {
         return Ok(default_path(iface));
     }
-    let found: Vec<PathBuf> = std::fs::read_dir(CONTROL_DIR)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-                .collect()
-        })
-        .unwrap_or_default();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
+    let found = discover(Path::new(CONTROL_DIR));
+    choose(&found, |iface| crate::system::ifindex(iface).is_ok())
+}
+
+/// A control socket found in the control directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub path: PathBuf,
+    /// The interface its name says (`IF.sock`).
+    pub iface: String,
+}
+
+/// What discovery found: the instances that may be alive, and how many dead ones it removed.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub live: Vec<Instance>,
+    pub removed: usize,
+}
+
+/// The control sockets in `dir`, less those of instances that died. A socket nobody
+/// listens on refuses a connect (ECONNREFUSED): its owner was killed before it could remove
+/// it, and it is removed here. Anything else — a connect that succeeds, or one the listener
+/// is too busy to take at once (EAGAIN), or an error that proves nothing — counts as alive.
+pub fn discover(dir: &Path) -> Discovery {
+    let mut found = Discovery::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        match probe(&path) {
+            Probe::Alive => found.live.push(Instance {
+                iface: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                path,
+            }),
+            Probe::Dead => {
+                if remove_stale(&path) {
+                    log::debug!("removed the stale control socket {}", path.display());
+                    found.removed += 1;
+                }
+            }
+            Probe::Gone => {}
+        }
+    }
+    found
+}
+
+/// Picks the instance to ask: the only live one; of several, the only one whose interface
+/// exists in the caller's network namespace (`here`). The control directory is shared by
+/// every namespace, so instances in other namespaces show up there too.
+pub fn choose(found: &Discovery, here: impl Fn(&str) -> bool) -> anyhow::Result<PathBuf> {
+    let names = |list: &[&Instance]| {
+        list.iter()
+            .map(|i| i.iface.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all: Vec<&Instance> = found.live.iter().collect();
+    match all.as_slice() {
+        [one] => return Ok(one.path.clone()),
+        [] => {
+            let removed = match found.removed {
+                0 => String::new(),
+                n => format!(
+                    ", removed {n} stale control socket{} of instances that died",
+                    if n == 1 { "" } else { "s" }
+                ),
+            };
+            bail!(
+                "no running fastpath found (no live control socket in {CONTROL_DIR}{removed}); start one with `fastpath echo --iface IF --udp PORT`, or pass --control PATH"
+            )
+        }
+        _ => {}
+    }
+    let local: Vec<&Instance> = all.iter().copied().filter(|i| here(&i.iface)).collect();
+    match local.as_slice() {
+        [one] => Ok(one.path.clone()),
         [] => bail!(
-            "no running fastpath found (no control socket in {CONTROL_DIR}); start one with `fastpath echo --iface IF --udp PORT`, or pass --control PATH"
+            "several fastpath instances are running ({}), none on an interface of this network namespace; choose one with --iface IF",
+            names(&all)
         ),
         many => bail!(
-            "several fastpath instances are running ({}); choose one with --iface IF",
-            many.iter()
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "several fastpath instances are running in this network namespace ({}); choose one with --iface IF",
+            names(many)
         ),
+    }
+}
+
+enum Probe {
+    /// Accepts connections, or may: leave it.
+    Alive,
+    /// Refuses connections: no process listens there any more.
+    Dead,
+    /// Removed since the directory was read.
+    Gone,
+}
+
+/// A non-blocking connect: it never waits for a busy owner (a full backlog is EAGAIN,
+/// which we count as alive), and refusal is immediate for a dead one.
+fn probe(path: &Path) -> Probe {
+    match connect_nonblocking(path) {
+        Ok(()) => Probe::Alive,
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) => Probe::Dead,
+            Some(libc::ENOENT) => Probe::Gone,
+            // EAGAIN: alive and busy. EACCES and the rest prove nothing: keep it, so a
+            // request to it fails with its own error rather than the socket vanishing.
+            _ => Probe::Alive,
+        },
+    }
+}
+
+fn connect_nonblocking(path: &Path) -> std::io::Result<()> {
+    use std::os::{fd::FromRawFd, unix::ffi::OsStrExt};
+    // Safety: socket(2) with constant arguments; the result is checked below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Safety: `raw` is a descriptor we just opened and own; OwnedFd closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Safety: sockaddr_un is plain integers; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    // Leave room for the terminating NUL.
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    // Safety: `addr` is a valid sockaddr_un of at least `len` bytes and `fd` is open.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const addr).cast::<libc::sockaddr>(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    match std::io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINPROGRESS)) => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Removes the socket file at `path` if it is still the one that refused us: a new
+/// instance may have claimed the name in between (it removes the stale file and binds a
+/// new one), and its socket must stay. The window between the last check and the unlink
+/// is a few system calls long; `claim` has the same one.
+fn remove_stale(path: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(before) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    // Connecting to a file that is not a socket is refused too: leave such files alone.
+    if !before.file_type().is_socket() {
+        return false;
+    }
+    if !matches!(probe(path), Probe::Dead) {
+        return false;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(after) if after.ino() == before.ino() && after.dev() == before.dev() => {
+            std::fs::remove_file(path).is_ok()
+        }
+        _ => false,
     }
 }
 
@@ -423,4 +617,92 @@ pub fn render_table(r: &StatsReport) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fastpath-control-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn discovery_removes_the_sockets_of_dead_instances_only() {
+        let dir = temp_dir("discover");
+        let _alive = UnixListener::bind(dir.join("live0.sock")).unwrap();
+        // A listener dropped without unlinking its file: what SIGKILL leaves behind.
+        drop(UnixListener::bind(dir.join("dead0.sock")).unwrap());
+        // Not a socket: refused as well (so not an instance), but not ours to remove.
+        std::fs::write(dir.join("file0.sock"), b"").unwrap();
+        let found = discover(&dir);
+        assert_eq!(found.removed, 1);
+        assert!(!dir.join("dead0.sock").exists());
+        assert!(dir.join("file0.sock").exists());
+        let names: Vec<&str> = found.live.iter().map(|i| i.iface.as_str()).collect();
+        assert_eq!(names, ["live0"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn instances(names: &[&str]) -> Discovery {
+        Discovery {
+            live: names
+                .iter()
+                .map(|n| Instance {
+                    path: default_path(n),
+                    iface: n.to_string(),
+                })
+                .collect(),
+            removed: 0,
+        }
+    }
+
+    #[test]
+    fn of_several_instances_the_one_in_this_namespace_is_chosen() {
+        let here = |iface: &str| iface == "veth1";
+        assert_eq!(
+            choose(&instances(&["eth0"]), here).unwrap(),
+            default_path("eth0"),
+            "the only one, wherever it runs"
+        );
+        assert_eq!(
+            choose(&instances(&["eth0", "veth1"]), here).unwrap(),
+            default_path("veth1")
+        );
+        let err = choose(&instances(&["eth0", "eth2"]), here).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("none on an interface of this network namespace")
+        );
+        let err = choose(&instances(&["veth1", "eth0"]), |_| true).unwrap_err();
+        assert!(err.to_string().contains("--iface"), "{err}");
+        let none = Discovery {
+            live: Vec::new(),
+            removed: 2,
+        };
+        let err = choose(&none, here).unwrap_err().to_string();
+        assert!(
+            err.contains("no running fastpath") && err.contains("removed 2 stale"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_request_is_quoted_short() {
+        assert_eq!(quote("stat"), "\"stat\"");
+        let long = "x".repeat(3000);
+        let quoted = quote(&long);
+        assert!(
+            quoted.len() < 100 && quoted.ends_with("… (3000 bytes)"),
+            "{quoted}"
+        );
+        // Cut on a character boundary.
+        assert!(quote(&"é".repeat(100)).contains("(200 bytes)"));
+    }
 }

@@ -186,13 +186,7 @@ fn main() -> ExitCode {
             ) {
                 e.exit();
             }
-            // One line: clap's first line, which names the argument and the problem.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "fastpath: {} (see `fastpath --help`)",
-                first.trim_start_matches("error: ")
-            );
+            eprintln!("fastpath: {} (see `fastpath --help`)", one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -216,6 +210,35 @@ fn main() -> ExitCode {
             eprintln!("fastpath: {}", text.replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A clap error on one line. Its first line alone can lose the point ("the following
+/// required arguments were not provided:" names them on the next line), so every line that
+/// carries content is kept and the usage and "For more information" paragraphs are dropped.
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    // Paragraphs are separated by blank lines; lines within one are joined with a space
+    // (the list of missing arguments), paragraphs with "; " (a tip).
+    let kept: Vec<String> = rendered
+        .split("\n\n")
+        .map(|para| {
+            para.lines()
+                .map(|l| l.trim().trim_start_matches("error: "))
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|para| {
+            !para.is_empty()
+                && !para.starts_with("Usage:")
+                && !para.starts_with("For more information")
+        })
+        .collect();
+    if kept.is_empty() {
+        "invalid arguments".into()
+    } else {
+        kept.join("; ")
     }
 }
 

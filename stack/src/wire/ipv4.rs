@@ -74,10 +74,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn verify_checksum(&self) -> bool {
-        // Under the fuzzer every checksum passes, so inputs reach the layers behind it.
-        if cfg!(fuzzing) {
-            return true;
-        }
         checksum::fold(checksum::sum(&self.buffer.as_ref()[..self.header_len()])) == 0xffff
     }
 

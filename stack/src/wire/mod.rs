@@ -2,7 +2,6 @@
 //! accessor panics) and `Repr`s that parse and emit. Offsets come from
 //! `fastpath_common::layout`, which the XDP program reads too.
 
-pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;

@@ -69,10 +69,6 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     pub fn check(&self, src: Ipv4Addr, dst: Ipv4Addr) -> ChecksumStatus {
-        // Under the fuzzer every checksum passes, so inputs reach the layers behind it.
-        if cfg!(fuzzing) {
-            return ChecksumStatus::Valid;
-        }
         let field = self.checksum_field();
         if field == 0 {
             return ChecksumStatus::Absent;
