@@ -30,12 +30,24 @@ pub struct FastpathProcess {
     child: Option<Child>,
     pub control: PathBuf,
     pub log: PathBuf,
+    /// Every frame the instance received and sent (tests only: `start_echo`).
+    pub pcap: Option<PathBuf>,
 }
 
 impl FastpathProcess {
     /// Starts `fastpath echo --iface <server veth> <args>` and waits until it answers stats.
+    /// For tests: the instance captures every frame (`--pcap`), and a test that panics
+    /// leaves that pcap next to its log and says where both are.
     pub fn start_echo(pair: &VethPair, args: &[&str]) -> anyhow::Result<Self> {
-        Self::start(pair, "echo", args)
+        let tag = format!("{}-{}", pair.server.iface, std::process::id());
+        let control = std::env::temp_dir().join(format!("fastpath-{tag}.sock"));
+        let pcap = std::env::temp_dir().join(format!("fastpath-{tag}.pcap"));
+        let pcap_arg = pcap.to_str().context("non-UTF-8 temp dir")?.to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--pcap", &pcap_arg]);
+        let mut process = Self::spawn(&fastpath_binary()?, pair, "echo", &all, control, true)?;
+        process.pcap = Some(pcap);
+        Ok(process)
     }
 
     /// Starts `fastpath <command> --iface <server veth> <args>` and waits until it answers stats.
@@ -94,6 +106,7 @@ impl FastpathProcess {
             child: Some(child),
             control,
             log,
+            pcap: None,
         };
         process.wait_ready(Duration::from_secs(15))?;
         Ok(process)
@@ -175,7 +188,22 @@ impl Drop for FastpathProcess {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(&self.control);
+        if std::thread::panicking() {
+            // Leave what happened for whoever reads the failure.
+            eprintln!(
+                "fastpath's log: {}{}",
+                self.log.display(),
+                self.pcap.as_ref().map_or(String::new(), |p| format!(
+                    "; every frame it received and sent: {} (tcpdump -nr)",
+                    p.display()
+                ))
+            );
+            return;
+        }
         let _ = std::fs::remove_file(&self.log);
+        if let Some(pcap) = &self.pcap {
+            let _ = std::fs::remove_file(pcap);
+        }
     }
 }
 

@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     api::Stack,
+    capture::{Capture, CaptureRequest, PcapSink},
     socket::SocketInfo,
     steer::{Steering, describe_rule},
+    table::Protocol,
     worker::QueueShared,
     xsk::{FrameCounts, kernel_stats},
 };
@@ -210,7 +212,7 @@ pub fn serve(
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if let Err(e) = answer(stream, &state) {
+                        if let Err(e) = answer(stream, &state, &stop) {
                             log::debug!("control request: {e}");
                         }
                     }
@@ -232,7 +234,7 @@ pub const MAX_REQUEST: usize = 4096;
 /// How much of an unknown request the error quotes back.
 const QUOTED: usize = 64;
 
-fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
+fn answer(stream: UnixStream, state: &ControlState, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     // Read one byte past the bound, so an oversized request is told from one that fits.
@@ -246,7 +248,7 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
     if raw.len() > MAX_REQUEST {
         serde_json::to_writer(
             &mut out,
-            &serde_json::json!({ "error": format!("request longer than {MAX_REQUEST} bytes; known: stats, sockets, close N") }),
+            &serde_json::json!({ "error": format!("request longer than {MAX_REQUEST} bytes; known: stats, sockets, close N, capture {{json}}") }),
         )?;
         out.write_all(b"\n")?;
         return Ok(());
@@ -258,6 +260,24 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
         }
         "sockets" => {
             serde_json::to_writer(&mut out, &state.stack.sockets())?;
+        }
+        capture if capture.starts_with("capture ") => {
+            let request = serde_json::from_str::<CaptureRequest>(&capture["capture ".len()..]);
+            let started = request
+                .map_err(|e| format!("a capture request is `capture {{json}}`: {e}"))
+                .and_then(|request| {
+                    start_capture(
+                        stream.try_clone().map_err(|e| e.to_string())?,
+                        request,
+                        state,
+                        stop,
+                    )
+                });
+            if let Err(e) = started {
+                serde_json::to_writer(&mut out, &serde_json::json!({ "error": e }))?;
+                out.write_all(b"\n")?;
+            }
+            return Ok(());
         }
         close if close.starts_with("close ") => {
             let answer = match close["close ".len()..].trim().parse::<u32>() {
@@ -278,6 +298,94 @@ fn answer(stream: UnixStream, state: &ControlState) -> anyhow::Result<()> {
     }
     out.write_all(b"\n")?;
     Ok(())
+}
+
+/// Starts a capture for a `fastpath capture` client on a thread of its own (the control
+/// thread goes on answering), after a one-line `{"ok":true}`; the frames follow (see
+/// `capture::serve`).
+fn start_capture(
+    mut stream: UnixStream,
+    mut request: CaptureRequest,
+    state: &ControlState,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), String> {
+    if let Some(number) = request.socket {
+        let info = state
+            .stack
+            .sockets()
+            .into_iter()
+            .find(|s| s.number == number)
+            .ok_or_else(|| format!("no socket {number} is open (see `fastpath sockets`)"))?;
+        request.filter.proto = Some(if info.proto == "tcp" {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        });
+        request.filter.port = info
+            .local
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok());
+        request.filter.peer = info.remote.parse().ok();
+    }
+    let taps: Vec<_> = state.queues.iter().map(|q| q.tap.clone()).collect();
+    let stop = stop.clone();
+    // Copying starts before the client hears "ok": what it sends after that is captured.
+    let capture = Capture::start(&taps, request.filter);
+    stream
+        .write_all(b"{\"ok\":true}\n")
+        .map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("fastpath-capture".into())
+        .spawn(
+            move || match crate::capture::serve(capture, &request, &mut stream, &stop) {
+                Ok(summary) => log::info!(
+                    "capture ended ({}): {} frames, {} dropped",
+                    summary.reason,
+                    summary.captured,
+                    summary.dropped
+                ),
+                Err(e) => log::info!("capture ended: the client left ({e})"),
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Asks a running fastpath to capture, and writes what it streams as pcap to `out` until
+/// the count or duration is reached or `stop` (Ctrl-C) is set.
+pub fn request_capture<W: std::io::Write>(
+    path: &Path,
+    request: &CaptureRequest,
+    out: W,
+    stop: &AtomicBool,
+) -> anyhow::Result<crate::capture::CaptureSummary> {
+    let mut stream = UnixStream::connect(path).with_context(|| {
+        format!(
+            "no fastpath answers at {} (is it running? start it with `fastpath echo`)",
+            path.display()
+        )
+    })?;
+    stream.write_all(format!("capture {}\n", serde_json::to_string(request)?).as_bytes())?;
+    // The acknowledgement, byte by byte: what follows it is the binary stream.
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut ack = Vec::new();
+    let mut byte = [0u8; 1];
+    while byte[0] != b'\n' && ack.len() < MAX_REQUEST {
+        std::io::Read::read_exact(&mut stream, &mut byte)
+            .with_context(|| format!("no answer from {}", path.display()))?;
+        ack.push(byte[0]);
+    }
+    let ack: serde_json::Value = serde_json::from_slice(&ack)
+        .with_context(|| format!("unexpected answer from {}", path.display()))?;
+    if let Some(e) = ack.get("error").and_then(|e| e.as_str()) {
+        bail!("{e}");
+    }
+    eprintln!("fastpath: capturing; Ctrl-C stops and leaves a valid file");
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut sink = PcapSink::new(out)?;
+    let summary = crate::capture::receive(&mut stream, &mut sink, stop)?;
+    sink.flush()?;
+    Ok(summary)
 }
 
 /// `text` quoted, cut to its first `QUOTED` characters.

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fastpath::{
     api::Stack,
@@ -58,6 +59,47 @@ enum Command {
     /// Close a socket of a running fastpath by number; its steering rule goes with the last
     /// socket on its port, and the kernel gets that port back.
     Close(CloseArgs),
+    /// Copy the frames a running fastpath receives and sends into a pcap file. tcpdump on the
+    /// interface cannot see them: XDP hands them to fastpath before the kernel's taps.
+    #[command(
+        after_help = "Examples:\n  fastpath capture --port 7000 --count 100 -w echo.pcap\n  fastpath capture --socket 3 --duration 10 -w - | tcpdump -nr -\n  fastpath capture --proto tcp -w all-tcp.pcap      (until Ctrl-C)"
+    )]
+    Capture(CaptureArgs),
+}
+
+#[derive(clap::Args)]
+struct CaptureArgs {
+    /// Interface of the instance to ask (default: the only one running).
+    #[arg(long, short = 'i', value_name = "IF")]
+    iface: Option<String>,
+    /// Control socket path of the instance to ask.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Only the frames of this socket (its protocol, local port and, if connected, peer),
+    /// by the number `fastpath sockets` shows.
+    #[arg(long, value_name = "N", conflicts_with_all = ["port", "proto"])]
+    socket: Option<u32>,
+    /// Only frames from or to this port.
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// Only this protocol.
+    #[arg(long, value_enum)]
+    proto: Option<CaptureProto>,
+    /// Stop after this many frames.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Stop after this many seconds (default: until --count, or Ctrl-C).
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+    /// The pcap file to write (nanosecond timestamps); `-` writes to standard output.
+    #[arg(short = 'w', value_name = "FILE")]
+    write: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CaptureProto {
+    Tcp,
+    Udp,
 }
 
 #[derive(clap::Args)]
@@ -171,8 +213,15 @@ struct StatsArgs {
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     json: bool,
+    /// Print every counter in the Prometheus text exposition format.
+    #[arg(long)]
+    prometheus: bool,
+    /// Serve the Prometheus metrics at http://ADDR:PORT/metrics (an ordinary kernel socket)
+    /// until Ctrl-C, for a scraper.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["json", "prometheus"])]
+    listen: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -200,6 +249,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo(args, false),
         Command::Reflect(args) => echo(args, true),
         Command::Stats(args) => stats(args),
+        Command::Capture(args) => capture(args),
         Command::Sockets(args) => sockets(args),
         Command::Close(args) => close(args),
     };
@@ -270,12 +320,80 @@ fn sockets(args: StatsArgs) -> anyhow::Result<()> {
 
 fn stats(args: StatsArgs) -> anyhow::Result<()> {
     let path = control::locate(args.control.as_deref(), args.iface.as_deref())?;
+    let metrics = |path: &std::path::Path| -> anyhow::Result<String> {
+        let report = control::request_stats(path)?;
+        let sockets = control::request_sockets(path)?;
+        Ok(fastpath::metrics::render(&report, &sockets))
+    };
+    if let Some(addr) = &args.listen {
+        let stop = interrupt_flag()?;
+        return fastpath::metrics::serve(addr, &stop, || metrics(&path));
+    }
+    if args.prometheus {
+        print!("{}", metrics(&path)?);
+        return Ok(());
+    }
     let report = control::request_stats(&path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", control::render_table(&report));
     }
+    Ok(())
+}
+
+/// A flag that Ctrl-C and SIGTERM set.
+fn interrupt_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn capture(args: CaptureArgs) -> anyhow::Result<()> {
+    let path = control::locate(args.control.as_deref(), args.iface.as_deref())?;
+    let request = fastpath::capture::CaptureRequest {
+        filter: fastpath::capture::CaptureFilter {
+            proto: args.proto.map(|p| match p {
+                CaptureProto::Tcp => fastpath::table::Protocol::Tcp,
+                CaptureProto::Udp => fastpath::table::Protocol::Udp,
+            }),
+            port: args.port,
+            peer: None,
+        },
+        socket: args.socket,
+        count: args.count,
+        duration_ms: args.duration.map(|s| (s.max(0.0) * 1000.0) as u64),
+    };
+    let stop = interrupt_flag()?;
+    let (summary, target) = if args.write.as_os_str() == "-" {
+        let out = std::io::stdout().lock();
+        (
+            control::request_capture(&path, &request, out, &stop)?,
+            "standard output".to_string(),
+        )
+    } else {
+        let file = std::fs::File::create(&args.write)
+            .with_context(|| format!("cannot create {}", args.write.display()))?;
+        (
+            control::request_capture(&path, &request, file, &stop)?,
+            args.write.display().to_string(),
+        )
+    };
+    eprintln!(
+        "fastpath: captured {} frames to {target} ({}){}",
+        summary.captured,
+        summary.reason,
+        if summary.dropped > 0 {
+            format!(
+                "; {} more matched but found no room in the capture ring (it is drained every 5 ms: narrow the filter)",
+                summary.dropped
+            )
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 
