@@ -14,6 +14,7 @@ pub mod neighbor;
 pub mod steer;
 pub mod system;
 pub mod table;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;
