@@ -4,10 +4,10 @@
 //!
 //! One file per concern: `seq` (sequence-space arithmetic), `options` (what a SYN
 //! negotiates), `isn` (RFC 6528 initial sequence numbers and SYN cookies), `send` (send
-//! buffer, retransmission queue, SACK scoreboard), `recv` (reassembly, receive window),
-//! `rtt` (RFC 6298), `congestion` (CUBIC and NewReno behind one trait), `connection` (the
-//! state machine), `listener` (SYN queue and accept queue), `sim` (a seeded link in virtual
-//! time joining two connections).
+//! buffer, SACK scoreboard), `recv` (reassembly, SACK blocks to send), `rtt` (RFC 6298),
+//! `congestion` (CUBIC and NewReno behind one trait), `connection` (the state machine),
+//! `listener` (SYN queue and accept queue), `sim` (a seeded link in virtual time joining
+//! two connections).
 
 pub mod congestion;
 pub mod connection;
@@ -19,3 +19,14 @@ pub mod rtt;
 pub mod send;
 pub mod seq;
 pub mod sim;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::{
+    CloseReason, Connection, ConnectionInfo, Counters, Endpoints, Event, KeepAlive, Segment,
+    State, TcpConfig, Transmit,
+};
+pub use isn::IsnKeys;
+pub use listener::{Listener, ListenerAction};
+pub use seq::SeqNumber;
