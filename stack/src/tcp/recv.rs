@@ -11,7 +11,7 @@ use super::{send::RETAINED_CAPACITY, seq::SeqNumber};
 /// At most this many separate out-of-order ranges (each its own allocation), whatever the
 /// byte bound: a peer sending 1-byte segments into every other byte cannot make us keep
 /// thousands of small allocations.
-pub const MAX_OOO_RANGES: usize = 16;
+pub const MAX_OOO_RANGES: usize = 128;
 
 #[derive(Debug)]
 struct OooRange {
@@ -179,16 +179,19 @@ impl RecvBuffer {
 
     /// Up to `n` SACK blocks, the most recently touched first (RFC 2018 4).
     pub fn sack_blocks(&self, n: usize, out: &mut [Option<(u32, u32)>]) {
-        let mut order: [(u32, usize); MAX_OOO_RANGES] = [(0, 0); MAX_OOO_RANGES];
-        for (i, r) in self.ooo.iter().enumerate() {
-            // Age by wrapping distance from now, so the counter may wrap.
-            order[i] = (self.clock.wrapping_sub(r.touched), i);
-        }
-        let order = &mut order[..self.ooo.len()];
-        order.sort_unstable();
-        for (slot, (_, i)) in out.iter_mut().take(n).zip(order.iter()) {
-            let r = &self.ooo[*i];
+        // Selection of the n youngest (n is at most 4); age is the wrapping distance from
+        // the clock, so the counter may wrap.
+        let mut last_age: Option<u32> = None;
+        for slot in out.iter_mut().take(n) {
+            let next = self
+                .ooo
+                .iter()
+                .map(|r| (self.clock.wrapping_sub(r.touched), r))
+                .filter(|(age, _)| last_age.is_none_or(|last| *age > last))
+                .min_by_key(|(age, _)| *age);
+            let Some((age, r)) = next else { break };
             *slot = Some((r.start.0, r.end().0));
+            last_age = Some(age);
         }
     }
 }

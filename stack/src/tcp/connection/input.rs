@@ -22,6 +22,9 @@ use crate::{
     wire::tcp::{TcpRepr, flags},
 };
 
+/// Linux's `tcp_invalid_ratelimit` default.
+const OOW_ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Connection {
     /// Takes a segment that arrived for this connection's four-tuple.
     pub fn handle_segment(&mut self, now: Instant, segment: &Segment<'_>, counters: &mut Counters) {
@@ -165,7 +168,19 @@ impl Connection {
                 // RFC 2883: report the duplicate.
                 self.dsack = Some((seq, seq + payload_len));
             }
-            self.ack_now = true;
+            // "an acknowledgment should be sent in reply". For segments without data, at
+            // most one per OOW_ACK_INTERVAL, as Linux does: two ends that each find the
+            // other's bare ACKs unacceptable would otherwise answer each other forever.
+            if seg_len > 0
+                || self
+                    .last_oow_ack
+                    .is_none_or(|at| now - at >= OOW_ACK_INTERVAL)
+            {
+                if seg_len == 0 {
+                    self.last_oow_ack = Some(now);
+                }
+                self.ack_now = true;
+            }
             return;
         }
         self.last_recv = now;
@@ -256,12 +271,14 @@ impl Connection {
         self.on_text(now, seq, segment.payload, fin, counters);
     }
 
-    /// RFC 9293 3.10.7.4's table: is any of the segment inside the receive window?
+    /// RFC 9293 3.10.7.4's table: is any of the segment inside the receive window? A bare
+    /// segment exactly at the right edge is taken too (as Linux does): a sender that
+    /// filled our window sends its ACKs with SEG.SEQ = SND.NXT = that edge.
     fn acceptable(&self, seq: SeqNumber, seg_len: u32) -> bool {
         let wnd = self.rcv_adv.since(self.rcv_nxt);
         match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
-            (0, _) => seq.in_window(self.rcv_nxt, wnd),
+            (0, _) => seq.in_window(self.rcv_nxt, wnd + 1),
             (_, 0) => false,
             (_, _) => {
                 seq.in_window(self.rcv_nxt, wnd) || (seq + (seg_len - 1)).in_window(self.rcv_nxt, wnd)
@@ -316,10 +333,15 @@ impl Connection {
     ) -> bool {
         // RFC 5961 5.2: acceptable if (SND.UNA - MAX.SND.WND) <= SEG.ACK <= SND.NXT.
         let oldest = self.snd_una - self.max_snd_wnd.max(1);
-        if ack > self.snd_max || ack < oldest {
+        let top = self.snd_max + u32::from(self.probe_outstanding);
+        if ack > top || ack < oldest {
             counters.bad_ack += 1;
             self.challenge_ack(now, counters);
             return false;
+        }
+        if ack > self.snd_max {
+            // The peer took a zero-window probe's byte.
+            self.snd_max = ack;
         }
         if self.snd_wnd == 0 && matches!(self.timer, Timer::Persist { .. }) {
             // Any ACK answers a zero-window probe: only silence counts towards giving up.
@@ -341,6 +363,7 @@ impl Connection {
             }
             self.snd_una = ack;
             self.snd_nxt = self.snd_nxt.max(ack);
+            self.probe_outstanding = false;
             self.scoreboard.advance(ack);
             self.retries = 0;
             self.persist_backoff = 0;
@@ -359,11 +382,12 @@ impl Connection {
         } else if ack == self.snd_una {
             // RFC 5681 2's duplicate ACK: data outstanding, nothing new in the segment,
             // the same window (RFC 6675 also counts an ACK that SACKs new data).
+            // With SACK an ACK carrying data counts too when it SACKs new data, or loss
+            // would go unseen while the peer sends as well.
             let dup = self.snd_max > self.snd_una
-                && payload_len == 0
-                && !fin
                 && window != 0
-                && (window == self.snd_wnd || newly_sacked > 0);
+                && (newly_sacked > 0
+                    || (payload_len == 0 && !fin && window == self.snd_wnd && !self.opts.sack));
             if dup {
                 self.on_dup_ack(now, counters);
             }
@@ -380,6 +404,7 @@ impl Connection {
             self.snd_wl2 = ack;
             if was_zero && window > 0 {
                 self.persist_backoff = 0;
+                self.probe_outstanding = false;
                 if matches!(self.timer, Timer::Persist { .. }) {
                     self.timer = Timer::Idle;
                 }
@@ -513,7 +538,7 @@ impl Connection {
         let payload = &payload[..payload.len().min(u32::MAX as usize / 2)];
         if !payload.is_empty() && self.orphaned {
             // RFC 9293 3.10.4 / RFC 2525 2.17: nobody will read it; tell the peer.
-            self.rst_pending = Some((self.snd_nxt, Some(self.rcv_nxt)));
+            self.rst_pending = Some((self.snd_max, Some(self.rcv_nxt)));
             self.close_with(CloseReason::Aborted);
             return;
         }

@@ -77,8 +77,9 @@ pub struct TcpConfig {
     pub timestamps: bool,
     /// Offer window scaling (RFC 7323), needed for windows above 64 KiB.
     pub window_scale: bool,
-    /// Most bytes held out of order for reassembly; a segment beyond it is dropped and
-    /// counted (`ooo_overflow`). Default 256 KiB.
+    /// Most bytes held out of order for reassembly (they also always lie within the
+    /// window); a segment beyond it is dropped and counted (`ooo_overflow`). Default 1 MiB,
+    /// the receive buffer: a burst loss early in a window should not cost the rest of it.
     pub max_out_of_order: usize,
     /// RFC 5961 7: most challenge ACKs per second, per connection (a per-connection limit
     /// avoids the global counter side channel of CVE-2016-5696). Default 10.
@@ -108,7 +109,7 @@ impl Default for TcpConfig {
             sack: true,
             timestamps: true,
             window_scale: true,
-            max_out_of_order: 256 << 10,
+            max_out_of_order: 1 << 20,
             challenge_ack_per_sec: 10,
             max_syn_retries: 6,
             max_retransmits: 15,
@@ -372,6 +373,10 @@ pub struct Connection {
     persist_probe_due: bool,
     /// Zero-window probes sent since the window closed (their interval doubles).
     persist_backoff: u32,
+    /// A zero-window probe's unit is out (the peer may ACK one past `snd_max`).
+    probe_outstanding: bool,
+    /// When we last answered an unacceptable bare segment (rate-limited, see input).
+    last_oow_ack: Option<Instant>,
     keepalive_due: bool,
 
     // Congestion and loss recovery.
@@ -449,6 +454,8 @@ impl Connection {
             last_recv: now,
             persist_probe_due: false,
             persist_backoff: 0,
+            probe_outstanding: false,
+            last_oow_ack: None,
             keepalive_due: false,
             cc: Controller::new(config.congestion, u32::from(config.mss), now),
             recovery: None,
@@ -726,7 +733,7 @@ impl Connection {
             }
             State::SynSent => self.close_with(CloseReason::Aborted),
             _ => {
-                self.rst_pending = Some((self.snd_nxt, None));
+                self.rst_pending = Some((self.snd_max, None));
                 self.close_with(CloseReason::Aborted);
             }
         }

@@ -74,7 +74,8 @@ impl Connection {
             });
         }
         if self.ack_now || self.ack_due.is_some_and(|at| at <= now) {
-            let header = self.header(now, self.snd_nxt, flags::ACK);
+            // SND.NXT in RFC terms: the highest sent, not the rewound send pointer.
+            let header = self.header(now, self.snd_max, flags::ACK);
             return Some(super::Transmit {
                 header,
                 payload_len: 0,
@@ -347,7 +348,7 @@ impl Connection {
         }
         self.retries += 1;
         if self.retries > self.config.max_retransmits {
-            self.rst_pending = Some((self.snd_nxt, Some(self.rcv_nxt)));
+            self.rst_pending = Some((self.snd_max, Some(self.rcv_nxt)));
             self.close_with(super::CloseReason::TimedOut);
             return self.next_segment(now, payload, counters);
         }
@@ -356,6 +357,7 @@ impl Connection {
             return None;
         }
         let t = self.send_range(now, seq, len, len == 0, payload, Kind::Probe, counters);
+        self.probe_outstanding = true;
         self.persist_backoff += 1;
         self.arm_persist(now);
         Some(t)
@@ -398,8 +400,10 @@ impl Connection {
         if kind == Kind::Normal && seq <= self.snd_nxt {
             self.snd_nxt = self.snd_nxt.max(end);
         }
-        self.snd_max = self.snd_max.max(end);
         if kind != Kind::Probe {
+            // A probe's unit is not counted as sent: a peer that drops it (its window
+            // still closed) must not see later ACKs beyond its window.
+            self.snd_max = self.snd_max.max(end);
             self.arm_retransmit(now);
         }
         let header = self.header(now, seq, f);

@@ -81,7 +81,7 @@ impl Connection {
         };
         if self.keepalive_sent >= ka.probes {
             // Linux resets a connection whose keepalives went unanswered.
-            self.rst_pending = Some((self.snd_nxt, Some(self.rcv_nxt)));
+            self.rst_pending = Some((self.snd_max, Some(self.rcv_nxt)));
             self.close_with(CloseReason::TimedOut);
             return;
         }
