@@ -358,7 +358,7 @@ impl Connection {
                 self.fin_was_acked = true;
             }
             self.send.consume(data_acked);
-            if data_acked > 0 && self.send.room() > 0 {
+            if data_acked > 0 && self.writable() > 0 {
                 self.events |= EV_WRITABLE;
             }
             self.snd_una = ack;

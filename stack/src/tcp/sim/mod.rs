@@ -18,6 +18,7 @@ use crate::{
 };
 
 pub mod link;
+pub mod tcp;
 
 pub use link::{Link, LinkConfig, LinkStats, Outage};
 
@@ -259,3 +260,5 @@ impl CwndTrace {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer;
