@@ -123,6 +123,18 @@ impl Connection {
             }
         }
 
+        if syn && !rst {
+            if self.state == State::TimeWait {
+                // A new SYN for this four-tuple: RFC 6191 decides.
+                self.time_wait_syn(h, counters, now);
+            } else {
+                // RFC 5961 4.2: "If the SYN bit is set, irrespective of the sequence
+                // number, TCP MUST send an ACK (also referred to as challenge ACK)".
+                self.challenge_ack(now, counters);
+            }
+            return;
+        }
+
         // PAWS (RFC 7323 5.3), before the sequence check.
         if self.opts.timestamps && !rst {
             match h.options.timestamp {
@@ -153,11 +165,6 @@ impl Connection {
             counters.out_of_window += 1;
             if rst {
                 counters.rst_ignored += 1;
-                return;
-            }
-            if self.state == State::TimeWait && syn {
-                // A new SYN for this four-tuple: RFC 6191 decides.
-                self.time_wait_syn(h, counters, now);
                 return;
             }
             if self.state == State::TimeWait && fin && seq + payload_len + 1 == self.rcv_nxt {
@@ -197,17 +204,6 @@ impl Connection {
             } else {
                 self.challenge_ack(now, counters);
             }
-            return;
-        }
-
-        if syn {
-            if self.state == State::TimeWait {
-                self.time_wait_syn(h, counters, now);
-                return;
-            }
-            // RFC 5961 4.2: a SYN in a synchronized state, in window or not, is answered
-            // with a challenge ACK and dropped.
-            self.challenge_ack(now, counters);
             return;
         }
 

@@ -338,7 +338,10 @@ fn debug_timeline() {
     let step: u64 = std::env::var("STEP").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
     let mut link = path();
     link.loss = loss;
-    let mut t = Transfer::new(&config(), link.clone(), link, 0, TRANSFER, TRANSFER);
+    let mut cfg = config();
+    cfg.max_retransmits = 40;
+    cfg.max_syn_retries = 40;
+    let mut t = Transfer::new(&cfg, link.clone(), link, 0, TRANSFER, TRANSFER);
     let mut at = Instant::ZERO;
     while at < Instant::from_secs(secs) {
         at += Duration::from_millis(step);
