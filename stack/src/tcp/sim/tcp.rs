@@ -309,8 +309,12 @@ fn pump(
             _ => {}
         }
     }
-    while out.written < out.total {
-        let n = chunk.len().min((out.total - out.written) as usize);
+    // Only as much as the send buffer takes: generating the pattern is the costly part.
+    while out.written < out.total && c.writable() > 0 {
+        let n = chunk
+            .len()
+            .min(c.writable())
+            .min((out.total - out.written) as usize);
         fill_pattern(out.seed, out.written, &mut chunk[..n]);
         let accepted = c.write(&chunk[..n]);
         out.written += accepted as u64;
