@@ -55,7 +55,8 @@ impl IsnKeys {
     /// (a sandbox), the keys come from std's `RandomState`, which the OS seeds too.
     pub fn random() -> IsnKeys {
         let mut bytes = [0u8; 32];
-        let urandom = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        let urandom =
+            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
         if urandom.is_err() {
             use std::hash::{BuildHasher, RandomState};
             for (i, chunk) in bytes.chunks_exact_mut(8).enumerate() {
@@ -122,7 +123,13 @@ pub struct CookieParams {
 }
 
 /// The 16-bit MAC over what a cookie carries.
-fn cookie_mac(keys: &IsnKeys, endpoints: &Endpoints, peer_isn: SeqNumber, count: u32, data: u32) -> u32 {
+fn cookie_mac(
+    keys: &IsnKeys,
+    endpoints: &Endpoints,
+    peer_isn: SeqNumber,
+    count: u32,
+    data: u32,
+) -> u32 {
     let mixed = count ^ peer_isn.0.rotate_left(8) ^ (data << 24);
     hash_tuple(keys.cookie, endpoints, 3, mixed) & 0xffff
 }

@@ -100,7 +100,9 @@ impl Listener {
                 let peer_isn = SeqNumber(h.seq.wrapping_sub(1));
                 let cookie = SeqNumber(h.ack.wrapping_sub(1));
                 match isn::check_syn_cookie(&self.keys, &endpoints, peer_isn, cookie, now) {
-                    Some(params) => return self.cookie_connection(now, endpoints, segment, params, counters),
+                    Some(params) => {
+                        return self.cookie_connection(now, endpoints, segment, params, counters);
+                    }
                     None => counters.syn_cookies_invalid += 1,
                 }
             }
@@ -198,7 +200,15 @@ impl Listener {
         }
         counters.syn_cookies_valid += 1;
         let ts_offset = isn::ts_offset(&self.keys, &endpoints);
-        let c = Connection::from_cookie(&self.config, endpoints, segment, params, ts_offset, now, counters);
+        let c = Connection::from_cookie(
+            &self.config,
+            endpoints,
+            segment,
+            params,
+            ts_offset,
+            now,
+            counters,
+        );
         self.accept_queue.push_back(endpoints);
         ListenerAction::NewConnection(c)
     }

@@ -24,8 +24,8 @@ pub mod sim;
 mod tests;
 
 pub use connection::{
-    CloseReason, Connection, ConnectionInfo, Counters, Endpoints, Event, KeepAlive, Segment,
-    State, TcpConfig, Transmit,
+    CloseReason, Connection, ConnectionInfo, Counters, Endpoints, Event, KeepAlive, Segment, State,
+    TcpConfig, Transmit,
 };
 pub use isn::IsnKeys;
 pub use listener::{Listener, ListenerAction};

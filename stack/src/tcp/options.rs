@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(o.timestamp, Some((77, 5)));
         assert_eq!(o.window_scale, Some(7));
         let o = offer.syn_options(Some(&bare), 77);
-        assert_eq!((o.window_scale, o.sack_permitted, o.timestamp), (None, false, None));
+        assert_eq!(
+            (o.window_scale, o.sack_permitted, o.timestamp),
+            (None, false, None)
+        );
         // A tiny MSS is raised.
         let tiny = TcpOptions {
             mss: Some(1),

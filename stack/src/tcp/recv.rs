@@ -62,6 +62,10 @@ impl RecvBuffer {
         self.data.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     pub fn limit(&self) -> usize {
         self.limit
     }
@@ -132,7 +136,11 @@ impl RecvBuffer {
     fn hold(&mut self, seq: SeqNumber, payload: &[u8]) -> Placed {
         let end = seq + payload.len() as u32;
         // The ranges touching [seq, end) merge with it.
-        let first = self.ooo.iter().position(|r| r.end() >= seq).unwrap_or(self.ooo.len());
+        let first = self
+            .ooo
+            .iter()
+            .position(|r| r.end() >= seq)
+            .unwrap_or(self.ooo.len());
         let mut last = first;
         while last < self.ooo.len() && self.ooo[last].start <= end {
             last += 1;

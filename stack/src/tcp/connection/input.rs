@@ -138,23 +138,21 @@ impl Connection {
         // PAWS (RFC 7323 5.3), before the sequence check.
         if self.opts.timestamps && !rst {
             match h.options.timestamp {
-                Some((tsval, _)) => {
+                Some((tsval, _))
                     if options::ts_before(tsval, self.ts_recent)
-                        && now - self.ts_recent_at < PAWS_IDLE
-                        && !syn
-                    {
-                        counters.paws_rejected += 1;
-                        self.ack_now = true;
-                        return;
-                    }
+                        && now - self.ts_recent_at < PAWS_IDLE =>
+                {
+                    counters.paws_rejected += 1;
+                    self.ack_now = true;
+                    return;
                 }
-                None if !syn => {
+                Some(_) => {}
+                None => {
                     // RFC 7323 3.2: "If a non-<RST> segment is received without a TSopt, a
                     // TCP SHOULD silently drop the segment."
                     counters.bad_options += 1;
                     return;
                 }
-                None => {}
             }
         }
 
@@ -277,7 +275,8 @@ impl Connection {
             (0, _) => seq.in_window(self.rcv_nxt, wnd + 1),
             (_, 0) => false,
             (_, _) => {
-                seq.in_window(self.rcv_nxt, wnd) || (seq + (seg_len - 1)).in_window(self.rcv_nxt, wnd)
+                seq.in_window(self.rcv_nxt, wnd)
+                    || (seq + (seg_len - 1)).in_window(self.rcv_nxt, wnd)
             }
         }
     }
@@ -426,9 +425,8 @@ impl Connection {
             if i == 0 {
                 // RFC 2883 4: a first block below the cumulative ACK, or inside the
                 // second block, reports a duplicate.
-                let inside_second = blocks[1].is_some_and(|(l2, r2)| {
-                    SeqNumber(l2) <= l && r <= SeqNumber(r2)
-                });
+                let inside_second =
+                    blocks[1].is_some_and(|(l2, r2)| SeqNumber(l2) <= l && r <= SeqNumber(r2));
                 if r <= ack || inside_second {
                     counters.dsack_received += 1;
                     continue;

@@ -712,7 +712,7 @@ impl Connection {
     /// waiting, the connection is reset instead (RFC 9293 3.10.4, RFC 2525 2.17), and so
     /// is it if data arrives later.
     pub fn close(&mut self) {
-        if self.recv.len() > 0 && self.state.is_synchronized() {
+        if !self.recv.is_empty() && self.state.is_synchronized() {
             self.abort();
             return;
         }

@@ -106,10 +106,7 @@ impl Connection {
         } else {
             let o = TcpOptions {
                 mss: Some(self.config.mss),
-                window_scale: self
-                    .opts
-                    .window_scaling
-                    .then_some(self.opts.rcv_wscale),
+                window_scale: self.opts.window_scaling.then_some(self.opts.rcv_wscale),
                 sack_permitted: self.opts.sack,
                 sack_blocks: [None; 4],
                 timestamp: self.opts.timestamps.then_some((tsval, self.ts_recent)),
@@ -192,7 +189,9 @@ impl Connection {
         let promised = self.rcv_adv.since(self.rcv_nxt);
         let open = self.advertisable_window();
         let step = (self.recv.limit() / 2).min(usize::from(self.config.mss)) as u32;
-        let win = if open >= promised.saturating_add(step) || (open > promised && promised == 0 && open >= step) {
+        let win = if open >= promised.saturating_add(step)
+            || (open > promised && promised == 0 && open >= step)
+        {
             open
         } else {
             promised
@@ -231,7 +230,11 @@ impl Connection {
     ) -> Option<super::Transmit> {
         if !matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         ) {
             return None;
         }
@@ -256,7 +259,9 @@ impl Connection {
 
         // SACK loss recovery (RFC 6675 5, step C): send while cwnd - pipe >= 1 SMSS.
         if self.recovery.is_some() && self.opts.sack {
-            let pipe = self.scoreboard.pipe(self.snd_una, self.snd_max, self.eff_mss);
+            let pipe = self
+                .scoreboard
+                .pipe(self.snd_una, self.snd_max, self.eff_mss);
             if cwnd.saturating_sub(pipe) < self.eff_mss {
                 return None;
             }
@@ -272,7 +277,8 @@ impl Connection {
             let seq = self.snd_nxt;
             let avail = data_end.since(seq);
             let len = avail.min(mss).min(wnd_end.since(seq));
-            let fin = self.fin_queued && seq <= data_end && len == avail && wnd_end.since(seq) > len;
+            let fin =
+                self.fin_queued && seq <= data_end && len == avail && wnd_end.since(seq) > len;
             if (len > 0 && (len == mss || avail == len)) || fin {
                 return Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters));
             }
@@ -296,7 +302,9 @@ impl Connection {
         let wnd_end = self.snd_una + self.snd_wnd;
         let win_room = wnd_end.since(seq);
         let in_flight = self.snd_nxt.since(self.snd_una);
-        let cwnd_room = cwnd.saturating_add(self.inflation).saturating_sub(in_flight);
+        let cwnd_room = cwnd
+            .saturating_add(self.inflation)
+            .saturating_sub(in_flight);
         let len = avail.min(mss).min(win_room).min(cwnd_room);
         // A FIN takes a unit of the window like a byte does.
         let fin = fin_pending && len == avail && win_room > len;
@@ -364,7 +372,10 @@ impl Connection {
     }
 
     /// Sends `len` bytes from `seq`, and the FIN after them if `fin`.
-    #[expect(clippy::too_many_arguments, reason = "one call per way a range goes out")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call per way a range goes out"
+    )]
     fn send_range(
         &mut self,
         now: Instant,

@@ -11,12 +11,20 @@ use crate::{tcp::congestion::CongestionControl, time::Instant};
 pub enum Timer {
     Idle,
     /// Data (or a SYN or FIN) is unacknowledged.
-    Retransmit { at: Instant },
+    Retransmit {
+        at: Instant,
+    },
     /// Data waits on a zero window.
-    Persist { at: Instant },
-    TimeWait { at: Instant },
+    Persist {
+        at: Instant,
+    },
+    TimeWait {
+        at: Instant,
+    },
     /// `close` was called and the peer has not sent its FIN.
-    FinWait2 { at: Instant },
+    FinWait2 {
+        at: Instant,
+    },
 }
 
 impl Connection {
@@ -59,10 +67,8 @@ impl Connection {
             self.ack_now = true;
         }
         match self.timer {
-            Timer::Idle => {
-                if self.keepalive_deadline().is_some_and(|at| at <= now) {
-                    self.on_keepalive_timeout();
-                }
+            Timer::Idle if self.keepalive_deadline().is_some_and(|at| at <= now) => {
+                self.on_keepalive_timeout()
             }
             Timer::Retransmit { at } if at <= now => self.on_retransmit_timeout(now, counters),
             Timer::Persist { at } if at <= now => {

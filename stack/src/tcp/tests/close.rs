@@ -6,10 +6,7 @@ use super::*;
 const FIN: u8 = flags::FIN | flags::ACK;
 
 fn our_fin() -> TcpRepr {
-    TcpRepr {
-        flags: FIN,
-        ..RECV
-    }
+    TcpRepr { flags: FIN, ..RECV }
 }
 
 #[test]
@@ -103,13 +100,7 @@ fn fin_with_data_waits_for_the_data() {
 #[test]
 fn passive_close() {
     let mut h = established(config());
-    h.send(
-        TcpRepr {
-            flags: FIN,
-            ..SEND
-        },
-        b"",
-    );
+    h.send(TcpRepr { flags: FIN, ..SEND }, b"");
     h.expect_state(State::CloseWait);
     h.recv1(TcpRepr {
         ack: REMOTE_ISS + 2,
@@ -149,13 +140,7 @@ fn simultaneous_close() {
     h.c.shutdown();
     h.recv1(our_fin());
     // Their FIN crosses ours (it does not ACK ours).
-    h.send(
-        TcpRepr {
-            flags: FIN,
-            ..SEND
-        },
-        b"",
-    );
+    h.send(TcpRepr { flags: FIN, ..SEND }, b"");
     h.expect_state(State::Closing);
     h.recv1(TcpRepr {
         seq: LOCAL_ISS + 2,
@@ -384,7 +369,10 @@ fn data_after_close_resets() {
     );
     h.expect_state(State::FinWait2);
     // Orphaned FIN-WAIT-2 does not wait forever.
-    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + Duration::from_secs(60)));
+    assert_eq!(
+        h.c.poll_timeout(),
+        Some(Instant::ZERO + Duration::from_secs(60))
+    );
     h.send(
         TcpRepr {
             ack: LOCAL_ISS + 2,
@@ -422,15 +410,7 @@ fn rst_in_every_synchronized_state_closes_it() {
     for setup in [
         |_: &mut Harness| {},
         |h: &mut Harness| h.c.shutdown(),
-        |h: &mut Harness| {
-            h.send(
-                TcpRepr {
-                    flags: FIN,
-                    ..SEND
-                },
-                b"",
-            )
-        },
+        |h: &mut Harness| h.send(TcpRepr { flags: FIN, ..SEND }, b""),
     ] {
         let mut h = established(config());
         setup(&mut h);

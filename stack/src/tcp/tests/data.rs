@@ -9,13 +9,7 @@ const PSH: u8 = flags::ACK | flags::PSH;
 fn sends_and_frees_on_ack() {
     let mut h = established(config());
     assert_eq!(h.c.write(b"hello"), 5);
-    h.recv(&[(
-        TcpRepr {
-            flags: PSH,
-            ..RECV
-        },
-        b"hello",
-    )]);
+    h.recv(&[(TcpRepr { flags: PSH, ..RECV }, b"hello")]);
     assert_eq!(h.c.info().send_queued, 5);
     h.at(ms(20));
     h.send(
@@ -264,13 +258,7 @@ fn nagle_holds_small_segments_while_data_is_unacked() {
     cfg.nagle = true;
     let mut h = established(cfg);
     h.c.write(b"a");
-    h.recv(&[(
-        TcpRepr {
-            flags: PSH,
-            ..RECV
-        },
-        b"a",
-    )]);
+    h.recv(&[(TcpRepr { flags: PSH, ..RECV }, b"a")]);
     h.c.write(b"b");
     h.c.write(b"c");
     h.recv_nothing();
@@ -350,13 +338,7 @@ fn receive_window_closes_and_reopens_with_an_update() {
 #[test]
 fn zero_window_probes_back_off_until_the_window_opens() {
     let mut h = established(config());
-    h.send(
-        TcpRepr {
-            window: 0,
-            ..SEND
-        },
-        b"",
-    );
+    h.send(TcpRepr { window: 0, ..SEND }, b"");
     h.c.write(b"hello");
     h.recv_nothing();
     // Probes after an RTO (200 ms, the floor), then 400 and 800 ms later: one byte past
@@ -372,13 +354,7 @@ fn zero_window_probes_back_off_until_the_window_opens() {
         assert_eq!(h.fire(), ms(at));
         h.recv(&[probe]);
         // The peer's window is still closed: it ACKs without taking the byte.
-        h.send(
-            TcpRepr {
-                window: 0,
-                ..SEND
-            },
-            b"",
-        );
+        h.send(TcpRepr { window: 0, ..SEND }, b"");
         h.recv_nothing();
         h.expect_state(State::Established);
     }
@@ -390,26 +366,14 @@ fn zero_window_probes_back_off_until_the_window_opens() {
         },
         b"",
     );
-    h.recv(&[(
-        TcpRepr {
-            flags: PSH,
-            ..RECV
-        },
-        b"hello",
-    )]);
+    h.recv(&[(TcpRepr { flags: PSH, ..RECV }, b"hello")]);
     assert_eq!(h.c.poll_timeout(), Some(h.now + ms(200)));
 }
 
 #[test]
 fn zero_window_probe_byte_taken_by_the_peer() {
     let mut h = established(config());
-    h.send(
-        TcpRepr {
-            window: 0,
-            ..SEND
-        },
-        b"",
-    );
+    h.send(TcpRepr { window: 0, ..SEND }, b"");
     h.c.write(b"hi");
     h.recv_nothing();
     h.fire();

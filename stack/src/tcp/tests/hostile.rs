@@ -74,7 +74,11 @@ fn rst_out_of_window_is_ignored() {
 fn syn_in_a_synchronized_state_gets_a_challenge_ack() {
     let mut h = established(config());
     // In window or not, a SYN is answered by a challenge ACK and changes nothing.
-    for seq in [REMOTE_ISS + 1, REMOTE_ISS + 500, REMOTE_ISS.wrapping_sub(1_000_000)] {
+    for seq in [
+        REMOTE_ISS + 1,
+        REMOTE_ISS + 500,
+        REMOTE_ISS.wrapping_sub(1_000_000),
+    ] {
         h.send(
             TcpRepr {
                 seq,
@@ -273,21 +277,48 @@ fn arbitrary_segments_in_every_state_do_not_panic() {
     let setups: [fn(&mut Harness); 6] = [
         |_| {},
         |h| h.c.shutdown(),
-        |h| h.send(TcpRepr { flags: flags::FIN | flags::ACK, ..SEND }, b""),
         |h| {
-            h.c.shutdown();
-            h.poll();
-            h.send(TcpRepr { ack: LOCAL_ISS + 2, ..SEND }, b"");
+            h.send(
+                TcpRepr {
+                    flags: flags::FIN | flags::ACK,
+                    ..SEND
+                },
+                b"",
+            )
         },
         |h| {
             h.c.shutdown();
             h.poll();
-            h.send(TcpRepr { ack: LOCAL_ISS + 2, flags: flags::FIN | flags::ACK, ..SEND }, b"");
+            h.send(
+                TcpRepr {
+                    ack: LOCAL_ISS + 2,
+                    ..SEND
+                },
+                b"",
+            );
         },
         |h| {
             h.c.shutdown();
             h.poll();
-            h.send(TcpRepr { flags: flags::FIN | flags::ACK, ..SEND }, b"");
+            h.send(
+                TcpRepr {
+                    ack: LOCAL_ISS + 2,
+                    flags: flags::FIN | flags::ACK,
+                    ..SEND
+                },
+                b"",
+            );
+        },
+        |h| {
+            h.c.shutdown();
+            h.poll();
+            h.send(
+                TcpRepr {
+                    flags: flags::FIN | flags::ACK,
+                    ..SEND
+                },
+                b"",
+            );
         },
     ];
     let payload = [0x5au8; 3000];
@@ -315,7 +346,8 @@ fn arbitrary_segments_in_every_state_do_not_panic() {
         for i in 0..400u64 {
             let near = |rng: &mut ChaCha8Rng, base: u32| {
                 if rng.random_bool(0.7) {
-                    base.wrapping_add(rng.random_range(0..5000)).wrapping_sub(2500)
+                    base.wrapping_add(rng.random_range(0..5000))
+                        .wrapping_sub(2500)
                 } else {
                     rng.random()
                 }

@@ -41,7 +41,13 @@ fn listener(backlog: usize) -> Listener {
     Listener::new(cfg, endpoints().local, backlog, keys())
 }
 
-fn handle(l: &mut Listener, now: Instant, port: u16, header: TcpRepr, counters: &mut Counters) -> ListenerAction {
+fn handle(
+    l: &mut Listener,
+    now: Instant,
+    port: u16,
+    header: TcpRepr,
+    counters: &mut Counters,
+) -> ListenerAction {
     l.handle_segment(
         now,
         from_port(port),
@@ -58,7 +64,9 @@ fn passive_open_through_the_backlog_to_accept() {
     let mut l = listener(4);
     let mut counters = Counters::default();
     let now = Instant::from_secs(100);
-    let ListenerAction::NewConnection(c) = handle(&mut l, now, 1111, syn(1111, NO_OPTS), &mut counters) else {
+    let ListenerAction::NewConnection(c) =
+        handle(&mut l, now, 1111, syn(1111, NO_OPTS), &mut counters)
+    else {
         panic!("no connection");
     };
     assert_eq!(l.half_open(), 1);
@@ -106,7 +114,8 @@ fn syn_cookies_when_the_syn_queue_is_full() {
         sack_permitted: true,
         ..NO_OPTS
     };
-    let ListenerAction::Reply(t) = handle(&mut l, now, 2222, syn(2222, offer), &mut counters) else {
+    let ListenerAction::Reply(t) = handle(&mut l, now, 2222, syn(2222, offer), &mut counters)
+    else {
         panic!("no cookie");
     };
     assert_eq!(l.half_open(), 1);
@@ -176,7 +185,17 @@ fn stray_segments_at_a_listener() {
     let mut counters = Counters::default();
     let now = Instant::from_secs(5);
     // An ACK with no cookies outstanding: RST <SEQ=SEG.ACK>, no hash checked.
-    let ListenerAction::Reply(rst) = handle(&mut l, now, 3333, TcpRepr { src_port: 3333, ack: 777, ..SEND }, &mut counters) else {
+    let ListenerAction::Reply(rst) = handle(
+        &mut l,
+        now,
+        3333,
+        TcpRepr {
+            src_port: 3333,
+            ack: 777,
+            ..SEND
+        },
+        &mut counters,
+    ) else {
         panic!("no RST");
     };
     assert_eq!(
@@ -194,7 +213,17 @@ fn stray_segments_at_a_listener() {
     // A RST, or a FIN alone: ignored.
     for f in [flags::RST, flags::FIN] {
         assert!(matches!(
-            handle(&mut l, now, 3333, TcpRepr { src_port: 3333, flags: f, ..SEND }, &mut counters),
+            handle(
+                &mut l,
+                now,
+                3333,
+                TcpRepr {
+                    src_port: 3333,
+                    flags: f,
+                    ..SEND
+                },
+                &mut counters
+            ),
             ListenerAction::Ignore
         ));
     }
@@ -205,7 +234,9 @@ fn full_accept_queue_drops_syns() {
     let mut l = listener(1);
     let mut counters = Counters::default();
     let now = Instant::ZERO;
-    let ListenerAction::NewConnection(c) = handle(&mut l, now, 1111, syn(1111, NO_OPTS), &mut counters) else {
+    let ListenerAction::NewConnection(c) =
+        handle(&mut l, now, 1111, syn(1111, NO_OPTS), &mut counters)
+    else {
         panic!();
     };
     assert!(l.on_established(c.endpoints(), &mut counters));

@@ -106,11 +106,8 @@ impl Harness {
     #[track_caller]
     pub fn send(&mut self, header: TcpRepr, payload: &[u8]) {
         let now = self.now;
-        self.c.handle_segment(
-            now,
-            &Segment { header, payload },
-            &mut self.counters,
-        );
+        self.c
+            .handle_segment(now, &Segment { header, payload }, &mut self.counters);
     }
 
     /// Everything the connection sends now, with payloads.
@@ -119,7 +116,10 @@ impl Harness {
         for _ in 0..1000 {
             let mut buf = [0xa5u8; 1500];
             let room = 1500;
-            match self.c.poll_transmit(self.now, &mut buf[..room], &mut self.counters) {
+            match self
+                .c
+                .poll_transmit(self.now, &mut buf[..room], &mut self.counters)
+            {
                 Some(t) => out.push((t.header, buf[..t.payload_len].to_vec())),
                 None => return out,
             }
@@ -163,17 +163,15 @@ impl Harness {
         }
     }
 
-    /// Moves the clock by `d`.
-    pub fn advance(&mut self, d: Duration) {
-        let t = self.now + d;
-        self.at(t - Instant::ZERO);
-    }
-
     /// Moves the clock to the next deadline and fires it; returns when that was.
     #[track_caller]
     pub fn fire(&mut self) -> Duration {
         let at = self.c.poll_timeout().expect("no timer armed");
-        assert!(at >= self.now, "deadline {at:?} in the past (now {:?})", self.now);
+        assert!(
+            at >= self.now,
+            "deadline {at:?} in the past (now {:?})",
+            self.now
+        );
         self.now = at;
         self.c.handle_timeout(at, &mut self.counters);
         at - Instant::ZERO

@@ -181,10 +181,7 @@ fn sack_recovery_repairs_several_holes_in_one_window() {
     h.send(sack(1000, &[(5000, 7000), (2000, 4000)]), b"");
     h.recv_nothing();
     // 4000..5000 now has three SACKed ranges above it: lost; pipe 3000, room for one.
-    h.send(
-        sack(1000, &[(8000, 9000), (5000, 7000), (2000, 4000)]),
-        b"",
-    );
+    h.send(sack(1000, &[(8000, 9000), (5000, 7000), (2000, 4000)]), b"");
     h.recv(&[seg(&data, 4000)]);
     // The last hole is not "lost" (only 2000 bytes above it) but NextSeg's rule 3 sends
     // it once there is room and no new data.

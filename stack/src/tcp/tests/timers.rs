@@ -77,7 +77,10 @@ fn a_connection_is_small_and_an_idle_one_holds_no_buffers() {
         if let Some(ack) = acked {
             t += 1;
             h.at(ms(t));
-            let tsval = out.last().and_then(|(s, _)| s.options.timestamp).map(|(v, _)| v);
+            let tsval = out
+                .last()
+                .and_then(|(s, _)| s.options.timestamp)
+                .map(|(v, _)| v);
             h.send(
                 TcpRepr {
                     ack,
