@@ -157,6 +157,15 @@ pub struct AppLog {
     pub close_reason: Option<String>,
 }
 
+/// A's congestion state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CcSample {
+    pub at: Instant,
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    pub in_recovery: bool,
+}
+
 /// A transfer in both directions at once: A sends `a_to_b`, B sends `b_to_a`.
 pub struct Transfer {
     pub net: Network<Peer, Peer>,
@@ -166,6 +175,8 @@ pub struct Transfer {
     pub b_log: AppLog,
     /// A's congestion window over time.
     pub a_cwnd: CwndTrace,
+    /// A's congestion state at every change of cwnd, ssthresh or recovery.
+    pub a_cc: Vec<CcSample>,
     chunk: Vec<u8>,
 }
 
@@ -205,6 +216,7 @@ impl Transfer {
             a_log: AppLog::default(),
             b_log: AppLog::default(),
             a_cwnd: CwndTrace::default(),
+            a_cc: Vec::new(),
             chunk: vec![0; 64 * 1024],
         }
     }
@@ -216,7 +228,9 @@ impl Transfer {
 
     /// The time both streams were complete.
     pub fn completed(&self) -> Option<Instant> {
-        Some(self.a_to_b.completed?.max(self.b_to_a.completed?))
+        // An empty stream is complete from the start.
+        let done = |s: &Stream| s.completed.or((s.total == 0).then_some(Instant::ZERO));
+        Some(done(&self.a_to_b)?.max(done(&self.b_to_a)?))
     }
 
     /// Runs until both streams are delivered (or `deadline`). A data mismatch is an
@@ -231,23 +245,37 @@ impl Transfer {
                 a_log,
                 b_log,
                 a_cwnd,
+                a_cc,
                 chunk,
             } = self;
             net.run_until(deadline, |net| {
                 let now = net.now();
                 if let Some(c) = net.a.connection.as_mut() {
-                    a_cwnd.record(now, c.info().cwnd);
+                    let info = c.info();
+                    a_cwnd.record(now, info.cwnd);
+                    let sample = CcSample {
+                        at: now,
+                        cwnd: info.cwnd,
+                        ssthresh: info.ssthresh,
+                        in_recovery: info.in_recovery,
+                    };
+                    let changed = |last: &CcSample| {
+                        (last.cwnd, last.ssthresh, last.in_recovery)
+                            != (sample.cwnd, sample.ssthresh, sample.in_recovery)
+                    };
+                    if a_cc.last().is_none_or(changed) {
+                        a_cc.push(sample);
+                    }
                     if let Err(e) = pump(c, now, a_to_b, b_to_a, a_log, chunk) {
                         error = Some(format!("A: {e}"));
                     }
                 }
-                if let Some(c) = net.b.connection.as_mut() {
-                    if let Err(e) = pump(c, now, b_to_a, a_to_b, b_log, chunk) {
-                        error = Some(format!("B: {e}"));
-                    }
+                if let Some(c) = net.b.connection.as_mut()
+                    && let Err(e) = pump(c, now, b_to_a, a_to_b, b_log, chunk)
+                {
+                    error = Some(format!("B: {e}"));
                 }
-                error.is_some()
-                    || (a_to_b.read == a_to_b.total && b_to_a.read == b_to_a.total)
+                error.is_some() || (a_to_b.read == a_to_b.total && b_to_a.read == b_to_a.total)
             })
         };
         match error {
@@ -344,7 +372,11 @@ fn pump(
         let expected = &mut expected[..n];
         fill_pattern(inc.seed, inc.read, expected);
         if got != expected {
-            let i = got.iter().zip(expected.iter()).position(|(a, b)| a != b).unwrap_or(0);
+            let i = got
+                .iter()
+                .zip(expected.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
             return Err(format!(
                 "byte {} of {} read at {now:?} is {:#04x}, not {:#04x}",
                 inc.read + i as u64,
