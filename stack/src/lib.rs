@@ -23,6 +23,7 @@ pub mod socket;
 pub mod steer;
 pub mod system;
 pub mod table;
+pub mod tcp;
 pub mod time;
 pub mod timer;
 pub mod udp;

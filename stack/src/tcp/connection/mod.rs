@@ -1,0 +1,827 @@
+//! One TCP connection's state machine (RFC 9293 3.10), sans-IO: `handle_segment` and
+//! `handle_timeout` take `now` and change state; `poll_transmit` hands out segments,
+//! `poll_timeout` the next deadline and `poll_event` what the application should learn.
+//!
+//! Split by direction: `input` (RFC 9293 3.10.7, the segment-arrival checks in order),
+//! `output` (what to send next: control, data, retransmissions, probes, ACKs) and `timer`
+//! (the one timer a connection runs at a time, plus the delayed ACK).
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::{
+    congestion::{Algorithm, CongestionControl, Controller},
+    options::{self, Negotiated, Offer},
+    recv::RecvBuffer,
+    rtt::RttEstimator,
+    send::{Scoreboard, SendBuffer},
+    seq::SeqNumber,
+};
+use crate::{time::Instant, wire::tcp::TcpRepr};
+
+mod input;
+mod output;
+mod timer;
+
+pub use timer::Timer;
+
+/// Keepalive probing (RFC 9293 3.8.4, RFC 1122 4.2.3.6): off by default, as the RFC asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Silence before the first probe (RFC 1122: "MUST default to no less than two hours").
+    pub idle: Duration,
+    /// Between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset and closed as `TimedOut`.
+    pub probes: u32,
+}
+
+/// Per-connection settings. The defaults aim at a datacenter (sub-millisecond RTTs, 10-100
+/// Gb/s links) talking to ordinary TCP stacks, and say why beside each value.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// The MSS we advertise and the most payload we send per segment (RFC 6691: the
+    /// link MTU less 40 bytes of IPv4 + TCP headers; 60 for IPv6). Default 1460.
+    pub mss: u16,
+    /// Most bytes written and not yet acknowledged. The buffer starts empty and grows on
+    /// demand to this. Default 1 MiB: above the bandwidth-delay product of 100 Gb/s at a
+    /// 50 µs RTT (625 KB).
+    pub send_buffer: usize,
+    /// Most bytes received and not yet read (the window we can offer). Default 1 MiB.
+    pub recv_buffer: usize,
+    /// Maximum segment lifetime; TIME-WAIT lasts 2 × MSL. Default 30 s (Linux's 60 s
+    /// TIME-WAIT; RFC 9293's 2 minutes is for the Internet of 1981).
+    pub msl: Duration,
+    /// Floor of the retransmission timeout. Default 50 ms: RFC 6298 2.4 asks for 1 s and
+    /// Linux uses 200 ms, both far above datacenter RTTs, which would make every tail loss
+    /// cost hundreds of RTTs. It cannot go much lower while peers delay their ACKs: Linux
+    /// holds an ACK for up to its 40 ms minimum ATO, and an RTO below that retransmits a
+    /// lone segment spuriously and collapses cwnd. Lower it (5 ms or less) between peers
+    /// that ACK promptly (e.g. two fastpath hosts with `delayed_ack` of 1 ms).
+    pub min_rto: Duration,
+    /// Ceiling of the backed-off RTO. Default 60 s (RFC 6298 2.5: "at least 60 seconds").
+    pub max_rto: Duration,
+    /// RTO before the first RTT sample, also the SYN's (RFC 6298 2.1: 1 s).
+    pub initial_rto: Duration,
+    pub congestion: Algorithm,
+    /// Nagle's algorithm (RFC 9293 3.7.4, RFC 896): on by default, as RFC 1122 asks.
+    pub nagle: bool,
+    /// How long an ACK may wait for a second segment or a reply to ride on (RFC 9293
+    /// 3.8.6.3: at most 500 ms, and every second full segment is ACKed at once). `None`
+    /// ACKs every segment. Default 1 ms: datacenter RTTs are tens of microseconds, and
+    /// a peer's RTO floor is rarely below a few milliseconds.
+    pub delayed_ack: Option<Duration>,
+    pub keepalive: Option<KeepAlive>,
+    /// Offer SACK (RFC 2018) and use it for loss recovery (RFC 6675).
+    pub sack: bool,
+    /// Offer timestamps (RFC 7323): PAWS and TIME-WAIT reuse (RFC 6191).
+    pub timestamps: bool,
+    /// Offer window scaling (RFC 7323), needed for windows above 64 KiB.
+    pub window_scale: bool,
+    /// Most bytes held out of order for reassembly (they also always lie within the
+    /// window); a segment beyond it is dropped and counted (`ooo_overflow`). Default 1 MiB,
+    /// the receive buffer: a burst loss early in a window should not cost the rest of it.
+    pub max_out_of_order: usize,
+    /// RFC 5961 7: most challenge ACKs per second, per connection (a per-connection limit
+    /// avoids the global counter side channel of CVE-2016-5696). Default 10.
+    pub challenge_ack_per_sec: u32,
+    /// SYN (or SYN-ACK) retransmissions before giving up. Default 6 (Linux), about 127 s
+    /// at a 1 s initial RTO.
+    pub max_syn_retries: u32,
+    /// Consecutive RTO expirations (and unanswered zero-window probes) before the
+    /// connection closes as `TimedOut` (RFC 9293 3.8.3's R2). Default 15 (Linux).
+    pub max_retransmits: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> TcpConfig {
+        TcpConfig {
+            mss: 1460,
+            send_buffer: 1 << 20,
+            recv_buffer: 1 << 20,
+            msl: Duration::from_secs(30),
+            min_rto: Duration::from_millis(50),
+            max_rto: Duration::from_secs(60),
+            initial_rto: Duration::from_secs(1),
+            congestion: Algorithm::default(),
+            nagle: true,
+            delayed_ack: Some(Duration::from_millis(1)),
+            keepalive: None,
+            sack: true,
+            timestamps: true,
+            window_scale: true,
+            max_out_of_order: 1 << 20,
+            challenge_ack_per_sec: 10,
+            max_syn_retries: 6,
+            max_retransmits: 15,
+        }
+    }
+}
+
+impl TcpConfig {
+    fn offer(&self) -> Offer {
+        Offer {
+            mss: self.mss,
+            window_scale: self
+                .window_scale
+                .then(|| options::window_scale_for(self.recv_buffer)),
+            sack: self.sack,
+            timestamps: self.timestamps,
+        }
+    }
+}
+
+/// The two ends of a connection, IPv4 or IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoints {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl Endpoints {
+    fn is_v6(&self) -> bool {
+        self.remote.is_ipv6()
+    }
+}
+
+/// A segment that arrived (its checksum already verified by the caller).
+#[derive(Clone, Copy, Debug)]
+pub struct Segment<'a> {
+    pub header: TcpRepr,
+    pub payload: &'a [u8],
+}
+
+/// A segment to send: the header, and how many bytes `poll_transmit` wrote at the start
+/// of the payload buffer it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub header: TcpRepr,
+    pub payload_len: usize,
+}
+
+/// RFC 9293 3.3.2's states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// RFC 9293's "synchronized states": ESTABLISHED and after.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+}
+
+/// What the application should learn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// New bytes can be read.
+    Readable,
+    /// Acknowledged bytes freed room in the send buffer.
+    Writable,
+    /// The peer's FIN arrived: after the buffered bytes, reads return nothing more.
+    PeerClosed,
+    /// The connection is gone; `is_closed()` is true.
+    Closed(CloseReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloseReason {
+    /// Both FINs exchanged and acknowledged (and TIME-WAIT over, where it applies).
+    Normal,
+    /// The peer reset it.
+    Reset,
+    /// Retransmissions, SYN retries, keepalive probes or an orphaned FIN-WAIT-2 ran out.
+    TimedOut,
+    /// We reset it (`abort`, `close` with unread data, data after `close`).
+    Aborted,
+    /// The peer answered our SYN with a RST.
+    Refused,
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// What happened to segments, summed per worker for `fastpath stats`. Every drop
+        /// has a counter.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Adds `other` into `self` (a worker's threads, or connections).
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$name = self.$name.wrapping_add(other.$name);)*
+            }
+        }
+    };
+}
+
+counters! {
+    segments_in,
+    segments_out,
+    /// Segments sent again (RTO, fast retransmit, SACK holes, SYN and FIN retries).
+    retransmits,
+    /// Fast retransmits (entries into loss recovery by duplicate ACKs or SACK).
+    fast_retransmits,
+    /// Retransmission timer expirations.
+    timeouts,
+    rst_sent,
+    rst_received,
+    challenge_acks,
+    challenge_acks_suppressed,
+    syn_cookies_sent,
+    syn_cookies_valid,
+    syn_cookies_invalid,
+    dsack_received,
+    /// Dropped: PAWS (an old timestamp, RFC 7323 5).
+    paws_rejected,
+    /// Dropped: outside the receive window (RFC 9293 3.10.7.4's acceptability test).
+    out_of_window,
+    /// Dropped: an ACK for data never sent or too old (RFC 5961 5.2).
+    bad_ack,
+    /// Dropped: an out-of-order segment beyond `max_out_of_order` or the range bound.
+    ooo_overflow,
+    /// Dropped: payload past the window we advertised.
+    recv_buffer_full,
+    /// A SYN answered with a cookie instead of a SYN-RECEIVED connection.
+    syn_queue_full,
+    /// A SYN or final ACK dropped because the accept queue was full.
+    accept_queue_full,
+    /// Dropped: a segment missing the timestamp both sides agreed on, or with flags that
+    /// make no sense (SYN with RST).
+    bad_options,
+    /// Dropped: a RST that matched no acceptable sequence (RFC 5961 3.2, out of window).
+    rst_ignored,
+    /// Segments for a listener that were neither SYN nor a valid cookie ACK, answered
+    /// with RST.
+    listen_rst,
+}
+
+/// A snapshot for `fastpath sockets`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConnectionInfo {
+    pub state: State,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Bytes written and not yet acknowledged.
+    pub send_queued: usize,
+    /// Bytes received and not yet read.
+    pub recv_queued: usize,
+    /// Bytes held out of order.
+    pub out_of_order: usize,
+    pub send_mss: u16,
+    pub snd_wnd: u32,
+    pub rcv_wnd: u32,
+    pub congestion: &'static str,
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    pub in_flight: u32,
+    pub srtt_us: Option<u64>,
+    pub rttvar_us: u64,
+    pub rto_us: u64,
+    pub retransmits: u64,
+    pub in_recovery: bool,
+    pub sack: bool,
+    pub timestamps: bool,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    /// Bytes of buffer memory held.
+    pub buffer_capacity: usize,
+}
+
+const EV_CONNECTED: u8 = 1;
+const EV_READABLE: u8 = 2;
+const EV_WRITABLE: u8 = 4;
+const EV_PEER_CLOSED: u8 = 8;
+const EV_CLOSED: u8 = 16;
+
+/// One TCP connection. See the module documentation for how a worker drives it.
+#[derive(Debug)]
+pub struct Connection {
+    state: State,
+    endpoints: Endpoints,
+    config: TcpConfig,
+    opts: Negotiated,
+    /// The payload of a full segment once the options every segment carries are
+    /// deducted (RFC 6691).
+    eff_mss: u32,
+
+    // Send sequence space (RFC 9293 3.3.1). `snd_nxt` is the next byte to send, rewound
+    // to `snd_una` by a timeout; `snd_max` the highest ever sent.
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    snd_max: SeqNumber,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    send: SendBuffer,
+    /// `shutdown` or `close` asked for a FIN after the queued bytes.
+    fin_queued: bool,
+    /// `close` was called: nothing more will be read, data arriving is answered by RST.
+    orphaned: bool,
+    /// The peer acknowledged our FIN.
+    fin_was_acked: bool,
+
+    // Receive sequence space. `rcv_adv` is the right edge of the window last advertised;
+    // it never moves left (RFC 9293 3.8.6: "SHOULD NOT shrink the window").
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    rcv_adv: SeqNumber,
+    recv: RecvBuffer,
+    /// The sequence number of a FIN that arrived ahead of a hole.
+    peer_fin: Option<SeqNumber>,
+    peer_fin_seen: bool,
+
+    // Timestamps (RFC 7323).
+    ts_offset: u32,
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    last_ack_sent: SeqNumber,
+
+    // Timers.
+    timer: Timer,
+    ack_due: Option<Instant>,
+    ack_now: bool,
+    unacked_segments: u32,
+    rtt: RttEstimator,
+    /// The segment being timed for an RTT sample: its end and when it left (Karn's rule:
+    /// cleared by any retransmission).
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    /// Consecutive timeouts (or unanswered persist probes), reset by an ACK of new data.
+    retries: u32,
+    keepalive_sent: u32,
+    last_recv: Instant,
+    persist_probe_due: bool,
+    /// Zero-window probes sent since the window closed (their interval doubles).
+    persist_backoff: u32,
+    /// A zero-window probe's unit is out (the peer may ACK one past `snd_max`).
+    probe_outstanding: bool,
+    /// When we last answered an unacceptable bare segment (rate-limited, see input).
+    last_oow_ack: Option<Instant>,
+    keepalive_due: bool,
+
+    // Congestion and loss recovery.
+    cc: Controller,
+    /// In fast recovery until the cumulative ACK reaches this (RFC 6582 / RFC 6675).
+    recovery: Option<SeqNumber>,
+    /// RFC 6582's `recover`: no new recovery for duplicate ACKs below it.
+    recover: SeqNumber,
+    dupacks: u32,
+    /// RFC 5681 3.2 fast-recovery inflation (without SACK).
+    inflation: u32,
+    /// Retransmit the segment at `snd_una` next, whatever the window (fast retransmit,
+    /// NewReno partial ACK).
+    rtx_una: bool,
+    first_partial_ack: bool,
+    scoreboard: Scoreboard,
+
+    // Control segments owed.
+    rst_pending: Option<(SeqNumber, Option<SeqNumber>)>,
+    dsack: Option<(SeqNumber, SeqNumber)>,
+    challenge_start: Instant,
+    challenge_count: u32,
+
+    events: u8,
+    close_reason: CloseReason,
+    /// A SYN arrived in TIME-WAIT that may open a new incarnation (RFC 6191).
+    syn_reopens: bool,
+    retransmits: u64,
+}
+
+impl Connection {
+    fn new(config: &TcpConfig, endpoints: Endpoints, isn: SeqNumber, now: Instant) -> Connection {
+        let opts = Negotiated {
+            send_mss: config.mss,
+            ..Negotiated::default()
+        };
+        Connection {
+            state: State::Closed,
+            endpoints,
+            config: config.clone(),
+            opts,
+            eff_mss: u32::from(config.mss).max(1),
+            iss: isn,
+            snd_una: isn,
+            snd_nxt: isn,
+            snd_max: isn,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: isn,
+            send: SendBuffer::new(config.send_buffer),
+            fin_queued: false,
+            orphaned: false,
+            fin_was_acked: false,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_adv: SeqNumber(0),
+            recv: RecvBuffer::new(config.recv_buffer, config.max_out_of_order),
+            peer_fin: None,
+            peer_fin_seen: false,
+            // Derived from the ISN, itself keyed-random; the listener sets a separate
+            // keyed offset (`isn::ts_offset`) through `set_ts_offset`.
+            ts_offset: isn.0.rotate_left(13) ^ 0x5bd1_e995,
+            ts_recent: 0,
+            ts_recent_at: now,
+            last_ack_sent: SeqNumber(0),
+            timer: Timer::Idle,
+            ack_due: None,
+            ack_now: false,
+            unacked_segments: 0,
+            rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
+            rtt_probe: None,
+            retries: 0,
+            keepalive_sent: 0,
+            last_recv: now,
+            persist_probe_due: false,
+            persist_backoff: 0,
+            probe_outstanding: false,
+            last_oow_ack: None,
+            keepalive_due: false,
+            cc: Controller::new(config.congestion, u32::from(config.mss), now),
+            recovery: None,
+            recover: isn,
+            dupacks: 0,
+            inflation: 0,
+            rtx_una: false,
+            first_partial_ack: false,
+            scoreboard: Scoreboard::default(),
+            rst_pending: None,
+            dsack: None,
+            challenge_start: now,
+            challenge_count: 0,
+            events: 0,
+            close_reason: CloseReason::Normal,
+            syn_reopens: false,
+            retransmits: 0,
+        }
+    }
+
+    /// Active open: the SYN comes out of the next `poll_transmit`.
+    pub fn connect(
+        config: &TcpConfig,
+        endpoints: Endpoints,
+        isn: SeqNumber,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(config, endpoints, isn, now);
+        c.set_state(State::SynSent);
+        c
+    }
+
+    /// Passive open: a connection in SYN-RECEIVED for the SYN `syn` (the listener calls
+    /// this); the SYN-ACK comes out of the next `poll_transmit`.
+    pub fn accept_syn(
+        config: &TcpConfig,
+        endpoints: Endpoints,
+        syn: &Segment<'_>,
+        isn: SeqNumber,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(config, endpoints, isn, now);
+        c.on_peer_syn(&syn.header, now);
+        c.set_state(State::SynReceived);
+        c
+    }
+
+    /// A connection established by a valid SYN cookie in `ack` (the listener calls this).
+    /// `params` is what the cookie remembered of the SYN.
+    pub(crate) fn from_cookie(
+        config: &TcpConfig,
+        endpoints: Endpoints,
+        ack: &Segment<'_>,
+        params: super::isn::CookieParams,
+        ts_offset: u32,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Connection {
+        let h = &ack.header;
+        let iss = SeqNumber(h.ack.wrapping_sub(1));
+        let mut c = Connection::new(config, endpoints, iss, now);
+        c.ts_offset = ts_offset;
+        // Rebuild the SYN the cookie answered, so negotiation runs as for any SYN.
+        let syn = crate::wire::tcp::TcpOptions {
+            mss: Some(params.mss),
+            window_scale: params.window_scale,
+            sack_permitted: params.sack,
+            sack_blocks: [None; 4],
+            // Timestamps were on iff the ACK carries one (RFC 7323 3.2: only then is it
+            // sent on non-SYN segments).
+            timestamp: h.options.timestamp,
+        };
+        let mut syn_header = *h;
+        syn_header.seq = h.seq.wrapping_sub(1);
+        syn_header.options = syn;
+        c.on_peer_syn(&syn_header, now);
+        c.rcv_adv = c.rcv_nxt + c.syn_window();
+        c.snd_una = c.iss + 1;
+        c.snd_nxt = c.snd_una;
+        c.snd_max = c.snd_una;
+        c.snd_wnd = u32::from(h.window) << c.opts.snd_wscale;
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = SeqNumber(h.seq);
+        c.snd_wl2 = SeqNumber(h.ack);
+        c.set_state(State::Established);
+        c.events |= EV_CONNECTED | EV_WRITABLE;
+        if !ack.payload.is_empty() || h.flags & crate::wire::tcp::flags::FIN != 0 {
+            c.handle_segment(now, ack, counters);
+            counters.segments_in = counters.segments_in.wrapping_sub(1);
+        }
+        c
+    }
+
+    /// Sets the timestamp clock's offset (RFC 7323 7.1); call before the first
+    /// `poll_transmit`. `isn::ts_offset` gives a keyed one.
+    pub fn set_ts_offset(&mut self, offset: u32) {
+        self.ts_offset = offset;
+    }
+
+    /// Takes the options and sequence number of the peer's SYN.
+    fn on_peer_syn(&mut self, h: &TcpRepr, now: Instant) {
+        self.irs = SeqNumber(h.seq);
+        self.rcv_nxt = self.irs + 1;
+        self.opts = self
+            .config
+            .offer()
+            .settle(&h.options, self.endpoints.is_v6());
+        if let Some((val, _)) = h.options.timestamp.filter(|_| self.opts.timestamps) {
+            self.ts_recent = val;
+            self.ts_recent_at = now;
+        }
+        self.eff_mss = u32::from(self.opts.send_mss)
+            .saturating_sub(if self.opts.timestamps { 12 } else { 0 })
+            .max(1);
+        self.cc = Controller::new(self.config.congestion, self.eff_mss, now);
+        // A SYN's window is never scaled (RFC 7323 2.2).
+        self.snd_wnd = u32::from(h.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = SeqNumber(h.ack);
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            log::trace!(
+                "tcp {} -> {}: {:?} -> {:?}",
+                self.endpoints.local,
+                self.endpoints.remote,
+                self.state,
+                state
+            );
+            self.state = state;
+        }
+    }
+
+    /// Ends the connection: no more segments, except a RST already owed.
+    fn close_with(&mut self, reason: CloseReason) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.set_state(State::Closed);
+        self.close_reason = reason;
+        self.events |= EV_CLOSED;
+        self.timer = Timer::Idle;
+        self.ack_due = None;
+        self.ack_now = false;
+        self.persist_probe_due = false;
+        self.keepalive_due = false;
+        self.send = SendBuffer::new(0);
+        self.scoreboard.clear();
+        if reason != CloseReason::Normal {
+            // RFC 9293 3.10.7.4: a reset flushes the queues.
+            self.recv = RecvBuffer::new(0, 0);
+        }
+    }
+
+    /// The sequence number of the first byte in the send buffer: after our SYN.
+    fn data_start(&self) -> SeqNumber {
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.iss + 1
+        } else {
+            self.snd_una
+        }
+    }
+
+    /// Where our FIN sits (or will), once one is queued.
+    fn fin_seq(&self) -> Option<SeqNumber> {
+        self.fin_queued
+            .then(|| self.data_start() + self.send.len() as u32)
+    }
+
+    fn fin_acked(&self) -> bool {
+        self.fin_was_acked
+    }
+
+    /// The window to put in a SYN or SYN-ACK (never scaled).
+    fn syn_window(&self) -> u32 {
+        self.recv.room().min(usize::from(u16::MAX)) as u32
+    }
+
+    // The application's side.
+
+    /// Copies what fits into the send buffer; 0 means it is full (or the connection no
+    /// longer sends). Bytes written before the handshake completes wait for it.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        if self.fin_queued
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynReceived | State::Established | State::CloseWait
+            )
+        {
+            return 0;
+        }
+        self.send.write(data)
+    }
+
+    /// Reads in-order received bytes.
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let before = self.advertisable_window();
+        let n = self.recv.read(buf);
+        // A window update when reading opened the window by a lot (RFC 9293 3.8.6.2.2:
+        // by at least min(RCV.BUFF/2, MSS) beyond what was advertised; Linux and smoltcp
+        // also send one when the window opens from zero).
+        if n > 0 && self.state.is_synchronized() {
+            let advertised = self.rcv_adv.since(self.rcv_nxt);
+            let now_open = self.advertisable_window();
+            let threshold = (self.recv.limit() / 2).min(usize::from(self.config.mss)) as u32;
+            if now_open >= advertised.saturating_add(threshold)
+                && (advertised < threshold || now_open >= 2 * before.max(1))
+            {
+                self.ack_now = true;
+            }
+        }
+        n
+    }
+
+    /// Bytes `read` would return now.
+    pub fn readable(&self) -> usize {
+        self.recv.len()
+    }
+
+    /// Bytes `write` would take now.
+    pub fn writable(&self) -> usize {
+        if self.fin_queued
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynReceived | State::Established | State::CloseWait
+            )
+        {
+            return 0;
+        }
+        self.send.room()
+    }
+
+    /// Half-close (RFC 9293 3.10.4): a FIN follows the queued bytes; reading goes on.
+    pub fn shutdown(&mut self) {
+        match self.state {
+            State::SynSent => self.close_with(CloseReason::Normal),
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                if self.state == State::Established {
+                    self.set_state(State::FinWait1);
+                }
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            _ => {}
+        }
+    }
+
+    /// Full close: like `shutdown`, but nothing more will be read. With unread bytes
+    /// waiting, the connection is reset instead (RFC 9293 3.10.4, RFC 2525 2.17), and so
+    /// is it if data arrives later.
+    pub fn close(&mut self) {
+        if !self.recv.is_empty() && self.state.is_synchronized() {
+            self.abort();
+            return;
+        }
+        self.orphaned = true;
+        self.shutdown();
+        if self.state == State::FinWait2 {
+            self.timer = Timer::FinWait2 {
+                at: self.last_recv + self.config.msl * 2,
+            };
+        }
+    }
+
+    /// Resets the connection now (RFC 9293 3.10.5 ABORT).
+    pub fn abort(&mut self) {
+        match self.state {
+            State::Closed | State::Listen | State::TimeWait => {
+                self.close_with(CloseReason::Aborted)
+            }
+            State::SynSent => self.close_with(CloseReason::Aborted),
+            _ => {
+                self.rst_pending = Some((self.snd_max, None));
+                self.close_with(CloseReason::Aborted);
+            }
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn endpoints(&self) -> Endpoints {
+        self.endpoints
+    }
+
+    /// Fully done (after TIME-WAIT, a reset or a timeout, with any RST sent): the owner
+    /// may free it.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && self.rst_pending.is_none()
+    }
+
+    /// Set when a SYN arrived in TIME-WAIT that RFC 6191 lets open a new incarnation of
+    /// the same four-tuple: this connection closed itself, and the owner should free it
+    /// and hand that same SYN to the listener.
+    pub fn syn_reopens(&self) -> bool {
+        self.syn_reopens
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        for (bit, event) in [
+            (EV_CONNECTED, Event::Connected),
+            (EV_WRITABLE, Event::Writable),
+            (EV_READABLE, Event::Readable),
+            (EV_PEER_CLOSED, Event::PeerClosed),
+            (EV_CLOSED, Event::Closed(self.close_reason)),
+        ] {
+            if self.events & bit != 0 {
+                self.events &= !bit;
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    pub fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            state: self.state,
+            local: self.endpoints.local,
+            remote: self.endpoints.remote,
+            send_queued: self.send.len(),
+            recv_queued: self.recv.len(),
+            out_of_order: self.recv.ooo_bytes(),
+            send_mss: self.opts.send_mss,
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcv_adv.since(self.rcv_nxt),
+            congestion: self.cc.name(),
+            cwnd: self.cc.window(),
+            ssthresh: self.cc.ssthresh(),
+            in_flight: self.snd_max.since(self.snd_una),
+            srtt_us: self.rtt.srtt().map(|d| d.as_micros() as u64),
+            rttvar_us: self.rtt.rttvar().as_micros() as u64,
+            rto_us: self.rtt.rto().as_micros() as u64,
+            retransmits: self.retransmits,
+            in_recovery: self.recovery.is_some(),
+            sack: self.opts.sack,
+            timestamps: self.opts.timestamps,
+            snd_wscale: self.opts.snd_wscale,
+            rcv_wscale: self.opts.rcv_wscale,
+            buffer_capacity: self.send.capacity() + self.recv.capacity(),
+        }
+    }
+
+    /// RFC 5961 7: a challenge ACK, unless this second's allowance is spent.
+    fn challenge_ack(&mut self, now: Instant, counters: &mut Counters) {
+        if now - self.challenge_start >= Duration::from_secs(1) {
+            self.challenge_start = now;
+            self.challenge_count = 0;
+        }
+        if self.challenge_count < self.config.challenge_ack_per_sec {
+            self.challenge_count += 1;
+            self.ack_now = true;
+            counters.challenge_acks += 1;
+        } else {
+            counters.challenge_acks_suppressed += 1;
+        }
+    }
+
+    /// The window we could offer now, before silly-window avoidance and scaling.
+    fn advertisable_window(&self) -> u32 {
+        let max = u32::from(u16::MAX) << self.opts.rcv_wscale;
+        (self.recv.room().min(u32::MAX as usize) as u32).min(max)
+    }
+}

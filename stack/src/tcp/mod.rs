@@ -1,0 +1,32 @@
+//! TCP (RFC 9293) as a sans-IO library: a connection takes segments and `now` in, and gives
+//! segments, its next deadline and application events out. It knows nothing of frames,
+//! rings or threads; the worker drives it (quinn-proto's and smoltcp's shape).
+//!
+//! One file per concern: `seq` (sequence-space arithmetic), `options` (what a SYN
+//! negotiates), `isn` (RFC 6528 initial sequence numbers and SYN cookies), `send` (send
+//! buffer, SACK scoreboard), `recv` (reassembly, SACK blocks to send), `rtt` (RFC 6298),
+//! `congestion` (CUBIC and NewReno behind one trait), `connection` (the state machine),
+//! `listener` (SYN queue and accept queue), `sim` (a seeded link in virtual time joining
+//! two connections).
+
+pub mod congestion;
+pub mod connection;
+pub mod isn;
+pub mod listener;
+pub mod options;
+pub mod recv;
+pub mod rtt;
+pub mod send;
+pub mod seq;
+pub mod sim;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::{
+    CloseReason, Connection, ConnectionInfo, Counters, Endpoints, Event, KeepAlive, Segment, State,
+    TcpConfig, Transmit,
+};
+pub use isn::IsnKeys;
+pub use listener::{Listener, ListenerAction};
+pub use seq::SeqNumber;
