@@ -15,6 +15,7 @@ pub mod steer;
 pub mod system;
 pub mod table;
 pub mod time;
+pub mod timer;
 pub mod udp;
 pub mod wire;
 pub mod worker;
