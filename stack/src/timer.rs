@@ -43,7 +43,7 @@ struct Node<T> {
     value: Option<T>,
 }
 
-/// Timers carrying a `T` each, for one worker (`!Sync` use: no locks, no atomics).
+/// Timers carrying a `T` each, owned by one worker: no locks, no atomics.
 ///
 /// A timer never fires before its deadline: `poll(now)` fires exactly those with
 /// `deadline <= now`, in deadline order. A worker that sleeps until `next_deadline()` is at

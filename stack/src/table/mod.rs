@@ -1,9 +1,11 @@
 //! The socket table: four-tuple → socket, shared by every worker and the control plane.
 //!
 //! Built on `papaya::HashMap`, a well-kept concurrent map whose reads are lock-free and
-//! never block, whose writes are lock-free but for rare resizes, and which frees memory
-//! with epoch-style reclamation — so workers look up on every datagram while other
-//! workers insert and remove, with no lock on the read path. (crossbeam-epoch by hand would
+//! never block, whose writes are lock-free but for resizes, and which frees memory with
+//! epoch-style reclamation — so workers look up on every datagram while other workers
+//! insert and remove, with no lock on the read path. The maps are sized for every socket
+//! number up front and copy incrementally (`Layout::Presized`), so a worker opening a
+//! connection never waits for a map to grow or for another writer's copy. (crossbeam-epoch by hand would
 //! give the same guarantees with more code to get right; a sharded `RwLock` map would not
 //! be lock-free.)
 //!
@@ -94,29 +96,62 @@ pub fn numbers_capacity() -> u32 {
     DEFAULT_CAPACITY
 }
 
-/// Sockets a table holds at most.
+/// Sockets a table holds at most, unless built with another capacity.
 pub const DEFAULT_CAPACITY: u32 = 65_536;
 
+/// How the table's maps are sized and resized. `SocketTable::new` uses `Presized`; the
+/// others are kept so `benches/table_latency.rs` can measure against them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Room for every socket number from the start (capacity × 4/3, rounded up to a power of
+    /// two), so the maps never grow below full capacity. papaya reuses no removed slot, so
+    /// churn still fills the map with tombstones and a same-size copy sweeps them now and
+    /// then; incremental, that copy costs each write at most a chunk of 64 entries, and no
+    /// writer waits for a whole copy.
+    Presized,
+    /// Presized, with blocking copies: the writer that finds the map full of tombstones
+    /// copies all of it while every other writer waits.
+    PresizedBlocking,
+    /// The table before workers wrote to it: 1024 entries, grown by blocking resizes.
+    Grown,
+}
+
 impl<V: Clone + Send + Sync> SocketTable<V> {
-    /// Blocking resizes: only writers (sockets opening and closing) ever wait for a resize;
-    /// readers — a lookup per datagram — never search two tables or help copy, as they do
-    /// with papaya's default incremental resizing (measured: 10% of a churn benchmark's
-    /// cycles in `help_copy`).
-    fn map<K, T>() -> papaya::HashMap<K, T, Hasher> {
+    fn map<K, T>(capacity: u32, layout: Layout) -> papaya::HashMap<K, T, Hasher> {
+        let (capacity, resize) = match layout {
+            Layout::Presized => (capacity as usize, papaya::ResizeMode::Incremental(64)),
+            Layout::PresizedBlocking => (capacity as usize, papaya::ResizeMode::Blocking),
+            Layout::Grown => (1024, papaya::ResizeMode::Blocking),
+        };
         papaya::HashMap::builder()
-            .capacity(1024)
+            .capacity(capacity)
             .hasher(Hasher::default())
-            .resize_mode(papaya::ResizeMode::Blocking)
+            .resize_mode(resize)
             .build()
     }
 
+    /// A table for up to `capacity` sockets, its maps sized for all of them up front: a
+    /// worker inserting a connection never waits for a map to grow (`Layout::Presized`;
+    /// measured in `benches/table_latency.rs`). Costs 9 bytes per map slot, two maps of
+    /// capacity × 4/3 slots rounded up to a power of two: 2.4 MB at the default 65,536,
+    /// 4.7 MB at 131,072 (and as much again while a copy sweeps tombstones).
     pub fn new(capacity: u32) -> Self {
-        Self {
-            by_tuple: Self::map(),
-            by_number: Self::map(),
+        Self::with_layout(capacity, Layout::Presized)
+    }
 
+    #[doc(hidden)]
+    pub fn with_layout(capacity: u32, layout: Layout) -> Self {
+        Self {
+            by_tuple: Self::map(capacity, layout),
+            by_number: Self::map(capacity, layout),
             numbers: NumberAllocator::new(capacity),
         }
+    }
+
+    /// Sockets the table holds at most.
+    pub fn capacity(&self) -> u32 {
+        self.numbers.capacity()
     }
 
     /// Adds a socket for `tuple`, numbered with the smallest free number; `make` builds its
@@ -443,6 +478,67 @@ mod tests {
         );
         assert!(!t.port_in_use(Protocol::Udp, 7));
         assert!(t.port_in_use(Protocol::Udp, 9));
+    }
+
+    /// One thread inserts 100,000 sockets (a worker accepting connections) while another
+    /// looks up those already inserted: none is ever missing or found under another socket,
+    /// and at the end every one is where it should be, by tuple and by number.
+    #[test]
+    fn a_hundred_thousand_inserts_beside_lookups_lose_and_misplace_nothing() {
+        use std::sync::atomic::AtomicU32;
+        const N: u32 = 100_000;
+        fn tuple(i: u32) -> FourTuple {
+            let [_, b, c, d] = i.to_be_bytes();
+            FourTuple::connected(
+                Protocol::Tcp,
+                addr(1, 443),
+                SocketAddrV4::new(Ipv4Addr::new(10, b, c, d), 40_000),
+            )
+        }
+        let t = Arc::new(SocketTable::<u32>::new(N + 1024));
+        let published = Arc::new(AtomicU32::new(0));
+        let reader = {
+            let (t, published) = (t.clone(), published.clone());
+            std::thread::spawn(move || {
+                let (mut x, mut checked) = (0x2545_f491u32, 0u64);
+                loop {
+                    let done = published.load(Ordering::Acquire);
+                    if done == 0 {
+                        continue;
+                    }
+                    for _ in 0..64 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let i = x % done;
+                        let want = tuple(i);
+                        let (value, tuple) = t
+                            .lookup_with(want.proto, want.local, want.remote, |e| {
+                                (e.value, e.tuple)
+                            })
+                            .unwrap_or_else(|| panic!("socket {i} went missing"));
+                        assert_eq!((value, tuple), (i, want), "lookup found another socket");
+                        checked += 1;
+                    }
+                    if done == N {
+                        return checked;
+                    }
+                }
+            })
+        };
+        let mut numbers = Vec::with_capacity(N as usize);
+        for i in 0..N {
+            numbers.push(t.insert(tuple(i), |_| i).unwrap());
+            published.store(i + 1, Ordering::Release);
+        }
+        let checked = reader.join().unwrap();
+        assert!(checked > 0);
+        assert_eq!(t.len(), N as usize);
+        for (i, n) in (0..N).zip(numbers) {
+            assert_eq!(n.get(), i + 1, "numbers are handed out in order");
+            let e = t.get(n).unwrap();
+            assert_eq!((e.value, e.tuple), (i, tuple(i)));
+        }
     }
 
     /// Readers look up a stable set while writers churn another: a stable entry is never

@@ -6,6 +6,8 @@
 //! Lock-free: a bitmap of `AtomicU64` words, claimed with compare-and-swap from the lowest
 //! word up. Release bumps the generation *before* clearing the bit (Release), and claiming
 //! reads it *after* setting the bit (Acquire), so a new owner always sees the new generation.
+//! A second bitmap marks the words seen full, so a claim skips 64 full words per load: with
+//! 100,000 sockets open it reads 26 words, not 1,563.
 //! Model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p fastpath --release --lib loom`).
 
 #[cfg(loom)]
@@ -54,6 +56,11 @@ pub enum NumberError {
 
 pub struct NumberAllocator {
     words: Box<[AtomicU64]>,
+    /// Bit `w % 64` of `full[w / 64]`: `words[w]` was seen full. A hint that errs only
+    /// briefly: a claim that finds a word full sets its bit and then looks at the word again,
+    /// and a release clears the word's bit before this one (both AcqRel), so a bit never
+    /// stays set over a word with a free number once both are done.
+    full: Box<[AtomicU64]>,
     generations: Box<[AtomicU32]>,
     capacity: u32,
 }
@@ -63,6 +70,7 @@ impl NumberAllocator {
         let words = capacity.div_ceil(64) as usize;
         Self {
             words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            full: (0..words.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             generations: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
             capacity,
         }
@@ -74,32 +82,66 @@ impl NumberAllocator {
 
     /// Claims the smallest free number.
     pub fn allocate(&self) -> Result<SocketNumber, NumberError> {
-        for (w, word) in self.words.iter().enumerate() {
-            let mut current = word.load(Ordering::Relaxed);
-            loop {
-                let bit = current.trailing_ones();
-                let index = w as u32 * 64 + bit;
-                if bit == 64 || index >= self.capacity {
+        for (f, full) in self.full.iter().enumerate() {
+            let mut seen_full = full.load(Ordering::Acquire);
+            while seen_full != u64::MAX {
+                let bit = seen_full.trailing_ones();
+                let w = f * 64 + bit as usize;
+                if w >= self.words.len() {
                     break;
                 }
-                match word.compare_exchange_weak(
-                    current,
-                    current | (1 << bit),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        let generation = self.generations[index as usize].load(Ordering::Acquire);
-                        return Ok(SocketNumber {
-                            number: index + 1,
-                            generation,
-                        });
-                    }
-                    Err(seen) => current = seen,
+                if let Some(n) = self.claim_in(w) {
+                    return Ok(n);
                 }
+                // Mark it full, then look again: a release between the claim's last look
+                // and the mark would otherwise leave its number hidden.
+                full.fetch_or(1 << bit, Ordering::AcqRel);
+                if self.words[w].load(Ordering::Acquire) != self.taken_mask(w) {
+                    full.fetch_and(!(1 << bit), Ordering::AcqRel);
+                    continue;
+                }
+                seen_full |= 1 << bit;
             }
         }
         Err(NumberError::Exhausted(self.capacity))
+    }
+
+    /// The bits of word `w` that name numbers (all but in the last word of an odd capacity).
+    fn taken_mask(&self, w: usize) -> u64 {
+        let valid = self.capacity as usize - w * 64;
+        if valid >= 64 {
+            u64::MAX
+        } else {
+            (1 << valid) - 1
+        }
+    }
+
+    /// Claims the lowest free number in word `w`, if it has one.
+    fn claim_in(&self, w: usize) -> Option<SocketNumber> {
+        let word = &self.words[w];
+        let mut current = word.load(Ordering::Relaxed);
+        loop {
+            let bit = current.trailing_ones();
+            let index = w as u32 * 64 + bit;
+            if bit == 64 || index >= self.capacity {
+                return None;
+            }
+            match word.compare_exchange_weak(
+                current,
+                current | (1 << bit),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let generation = self.generations[index as usize].load(Ordering::Acquire);
+                    return Some(SocketNumber {
+                        number: index + 1,
+                        generation,
+                    });
+                }
+                Err(seen) => current = seen,
+            }
+        }
     }
 
     /// Frees `n`; fails if it was already freed (its generation moved on).
@@ -123,6 +165,8 @@ impl NumberAllocator {
             )
             .map_err(|_| stale)?;
         self.words[index / 64].fetch_and(!(1u64 << (index % 64)), Ordering::Release);
+        let w = index / 64;
+        self.full[w / 64].fetch_and(!(1u64 << (w % 64)), Ordering::AcqRel);
         Ok(())
     }
 
@@ -192,6 +236,22 @@ mod tests {
     }
 
     #[test]
+    fn the_full_word_hints_skip_full_words_and_follow_releases() {
+        // 70 words: two words of hints, the last data word partial.
+        let capacity = 64 * 69 + 10;
+        let a = NumberAllocator::new(capacity);
+        let all: Vec<_> = (0..capacity).map(|_| a.allocate().unwrap()).collect();
+        assert!(all.iter().zip(1..).all(|(n, i)| n.get() == i));
+        assert_eq!(a.allocate(), Err(NumberError::Exhausted(capacity)));
+        for i in [capacity - 1, 64 * 65 + 3, 64 * 3, 7] {
+            a.release(all[i as usize]).unwrap();
+        }
+        let again: Vec<u32> = (0..4).map(|_| a.allocate().unwrap().get()).collect();
+        assert_eq!(again, [8, 64 * 3 + 1, 64 * 65 + 4, capacity]);
+        assert_eq!(a.allocate(), Err(NumberError::Exhausted(capacity)));
+    }
+
+    #[test]
     fn threads_never_get_the_same_live_number() {
         let a = std::sync::Arc::new(NumberAllocator::new(256));
         let handles: Vec<_> = (0..4)
@@ -243,6 +303,30 @@ mod loom_tests {
             let mut got = [mine.get(), theirs.get()];
             got.sort();
             assert_eq!(got, [1, 2], "the two smallest numbers");
+        });
+    }
+
+    /// A claim that finds a word full while a release frees a number in it: once both are
+    /// done, the freed number can be claimed (the full-word hint does not hide it).
+    #[test]
+    fn loom_a_release_racing_a_full_word_is_not_hidden() {
+        loom::model(|| {
+            let a = Arc::new(NumberAllocator::new(65));
+            let first: Vec<_> = (0..64).map(|_| a.allocate().unwrap()).collect();
+            let b = a.clone();
+            let freed = first[5];
+            let t = loom::thread::spawn(move || b.release(freed).unwrap());
+            let mine = a.allocate().unwrap();
+            t.join().unwrap();
+            let next = a.allocate().unwrap();
+            let mut got = [mine.get(), next.get()];
+            got.sort();
+            assert_eq!(
+                got,
+                [6, 65],
+                "the freed number and the last one, nothing hidden"
+            );
+            assert_eq!(a.allocate(), Err(NumberError::Exhausted(65)));
         });
     }
 
