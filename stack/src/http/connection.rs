@@ -7,7 +7,7 @@
 use std::{collections::VecDeque, mem::MaybeUninit, sync::Arc, time::SystemTime};
 
 use super::{
-    BENCH_BODY, BENCH_PATH, HttpStats, MAX_HEADERS_LIMIT, Site, Status, StaticFile,
+    BENCH_BODY, BENCH_PATH, HttpStats, MAX_HEADERS_LIMIT, Site, StaticFile, Status,
     target::{TargetError, file_key},
 };
 use crate::time::Instant;
@@ -24,7 +24,9 @@ const HEADS_COMPACT_AT: usize = 64 * 1024;
 
 /// Methods this server knows but does not allow on any of its resources: 405 with `Allow`
 /// (RFC 9110 §15.5.6). Other methods are 501 (§9.1: "unrecognized or not implemented").
-const KNOWN_METHODS: &[&str] = &["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"];
+const KNOWN_METHODS: &[&str] = &[
+    "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+];
 
 /// What the reading side is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,12 +348,16 @@ impl HttpConnection {
             config.max_body_bytes,
         );
         let bench_route = config.bench_route;
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
+        let mut slots =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
         let mut req = httparse::Request::new(&mut []);
         let head_len = match req.parse_with_uninit_headers(input, &mut slots[..max_headers]) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                let line = input.iter().position(|&b| b == b'\n').unwrap_or(input.len());
+                let line = input
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(input.len());
                 if line > max_uri_bytes + REQUEST_LINE_SLACK {
                     return Some(self.fail(now, Status::UriTooLong));
                 }
@@ -371,8 +377,7 @@ impl HttpConnection {
                 return Some(self.fail(now, Status::BadRequest));
             }
         };
-        let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version)
-        else {
+        let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
             return Some(self.fail(now, Status::BadRequest));
         };
         if path.len() > max_uri_bytes {
@@ -435,7 +440,11 @@ impl HttpConnection {
         if body > max_body_bytes {
             return Some(self.fail(now, Status::ContentTooLarge));
         }
-        let persistent = if version == 1 { !close } else { keep_alive && !close };
+        let persistent = if version == 1 {
+            !close
+        } else {
+            keep_alive && !close
+        };
         let mode = Mode {
             head_only: method == "HEAD",
             http10: version == 0,
@@ -493,7 +502,9 @@ impl HttpConnection {
 
     /// Writes a response head (and a small body) into `heads` and queues it.
     fn respond(&mut self, now: Instant, status: Status, content: Content, mode: Mode, allow: bool) {
-        let date = self.date.at(self.wall_origin_nanos + now.as_nanos());
+        let date = self
+            .date
+            .at(self.wall_origin_nanos.saturating_add(now.as_nanos()));
         let site = &*self.site;
         let h = &mut self.heads;
         let start = h.len();
