@@ -16,6 +16,7 @@ pub mod control;
 pub mod counters;
 pub mod demux;
 pub mod echo;
+pub mod impair;
 pub mod metrics;
 pub mod neighbor;
 pub mod runtime;
