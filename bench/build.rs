@@ -13,7 +13,8 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={}", common_dir.display());
     let out_dir = std::env::var("OUT_DIR")?;
     let object = Path::new(&out_dir).join("fastpath-impair");
-    if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v == "true") && !object.exists()
+    if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v == "true")
+        && !object.exists()
     {
         // Leave an empty object so include_bytes! still compiles.
         std::fs::write(&object, [])?;

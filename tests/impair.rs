@@ -119,7 +119,11 @@ fn the_peer_s_datagrams_are_lost_and_duplicated_at_the_rates_asked() {
 
     // Without the program: the bed itself loses nothing.
     let (lost, once, _) = tally(&run(&client, &server));
-    assert_eq!((lost, once), (0, DATAGRAMS), "the bed lost datagrams by itself");
+    assert_eq!(
+        (lost, once),
+        (0, DATAGRAMS),
+        "the bed lost datagrams by itself"
+    );
 
     // 20 % loss.
     let mut tc = TcImpair::attach(&pair.client, TcRates::none().loss(20.0).only_udp(PORT))

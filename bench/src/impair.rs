@@ -246,7 +246,10 @@ mod tests {
             .corrupt(150.0)
             .only_udp(7000)
             .config();
-        assert_eq!((c.loss_ppm, c.duplicate_ppm, c.corrupt_ppm), (200_000, 1_000, 1_000_000));
+        assert_eq!(
+            (c.loss_ppm, c.duplicate_ppm, c.corrupt_ppm),
+            (200_000, 1_000, 1_000_000)
+        );
         assert_eq!((c.proto, c.port), (IPPROTO_UDP, 7000));
         assert_eq!(TcRates::none().config(), TcImpairConfig::default());
     }

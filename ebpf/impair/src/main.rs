@@ -11,8 +11,8 @@
 #![no_main]
 
 use aya_ebpf::{
-    cty::c_long,
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    cty::c_long,
     helpers::bpf_get_prandom_u32,
     macros::{classifier, map},
     maps::{Array, PerCpuArray},
@@ -20,7 +20,9 @@ use aya_ebpf::{
 };
 use fastpath_common::{
     IPPROTO_TCP, IPPROTO_UDP,
-    impair::{IMPAIR_DUP_MARK, PER_MILLION, TC_IMPAIR_COUNTER_COUNT, TcImpairConfig, TcImpairCounter},
+    impair::{
+        IMPAIR_DUP_MARK, PER_MILLION, TC_IMPAIR_COUNTER_COUNT, TcImpairConfig, TcImpairCounter,
+    },
     layout::{ETH_HLEN, ETH_TYPE, ETHERTYPE_IPV4, IPV4_PROTO, IPV4_VER_IHL},
 };
 
