@@ -1312,6 +1312,26 @@ mod tests {
     }
 
     #[test]
+    fn clap_reads_it_as_a_command_line_argument() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[arg(long, value_name = "FAULTS")]
+            impair: Option<ImpairConfig>,
+        }
+        let args = Args::try_parse_from(["fastpath", "--impair", "loss=2%,seed=7"]).unwrap();
+        assert_eq!(args.impair, Some(config("loss=2%,seed=7")));
+        let error = Args::try_parse_from(["fastpath", "--impair", "loss=2"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("not a percentage; write it like loss=2%"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn refuses_bad_input_naming_the_key_and_the_form() {
         let error = |s: &str| s.parse::<ImpairConfig>().unwrap_err().to_string();
         let cases = [
