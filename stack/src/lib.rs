@@ -17,6 +17,7 @@ pub mod counters;
 pub mod demux;
 pub mod echo;
 pub mod http;
+pub mod impair;
 pub mod metrics;
 pub mod neighbor;
 pub mod runtime;

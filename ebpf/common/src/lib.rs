@@ -6,6 +6,8 @@
 //! read the same fields at the same places.
 #![no_std]
 
+pub mod impair;
+
 /// Name of the map of steering rules (`RuleKey` → `RuleValue`).
 pub const RULES_MAP: &str = "RULES";
 /// Name of the XSKMAP that holds one AF_XDP socket per RX queue.
