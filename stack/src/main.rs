@@ -169,6 +169,11 @@ struct EchoArgs {
     /// stop (for one flow at a time while running, see `fastpath capture`).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Impair the frames between the rings and the stack, seeded and deterministic (a device
+    /// for tests): e.g. loss=2%,dup=1%,reorder=10%,corrupt=0.1%,delay=5ms,seed=7; rx-KEY or
+    /// tx-KEY for one direction. What it did shows under "impair" in `fastpath stats`.
+    #[arg(long, value_name = "FAULTS")]
+    impair: Option<fastpath::impair::ImpairConfig>,
     /// Stop by itself after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -422,6 +427,7 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
         control: args.control.clone(),
         reflect,
         pcap: args.pcap.clone(),
+        impair: args.impair,
     };
     let runtime = Runtime::start(config)?;
     let stack = runtime.stack().clone();

@@ -21,6 +21,7 @@ use crate::{
     control::{self, ControlState, QueueHandle},
     demux::Demux,
     echo::ReflectService,
+    impair::{ImpairConfig, Impaired},
     socket::{Host, Link},
     steer::{AttachMode, Steering, XdpLogLevel},
     system,
@@ -50,6 +51,8 @@ pub struct StackConfig {
     /// Capture every frame the workers receive and send into this pcap file, from start to
     /// stop (a device for tests: a failing test leaves what happened next to its log).
     pub pcap: Option<PathBuf>,
+    /// Impair the frames between the rings and the demux (a device for tests).
+    pub impair: Option<ImpairConfig>,
 }
 
 impl StackConfig {
@@ -69,6 +72,7 @@ impl StackConfig {
             control: None,
             reflect: false,
             pcap: None,
+            impair: None,
         }
     }
 }
@@ -162,7 +166,19 @@ impl Runtime {
                 worker::spawn(socket, reflect, stop.clone(), tap.clone(), config)?
             } else {
                 let demux = Demux::new(host.clone(), queue as usize);
-                worker::spawn(socket, demux, stop.clone(), tap.clone(), config)?
+                match cfg.impair {
+                    // Each queue draws its own stream: the seed plus the queue number.
+                    Some(faults) => {
+                        let faults = ImpairConfig {
+                            seed: faults.seed.wrapping_add(queue.into()),
+                            ..faults
+                        };
+                        log::warn!("queue {queue}: impairing frames: {faults}");
+                        let impaired = Impaired::new(demux, faults);
+                        worker::spawn(socket, impaired, stop.clone(), tap.clone(), config)?
+                    }
+                    None => worker::spawn(socket, demux, stop.clone(), tap.clone(), config)?,
+                }
             };
             handles.push(QueueHandle {
                 queue,
