@@ -104,8 +104,12 @@ struct Common {
     fastpath_args: String,
     /// Compare with an earlier fastpath binary instead of the kernel: fastpath's systems run
     /// from PATH and from the current build, alternating old, new (ratios new ÷ old).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "with_capture")]
     baseline_bin: Option<PathBuf>,
+    /// Run fastpath alone and while `fastpath capture` copies the flow, alternating: what a
+    /// capture costs the worker, and what it loses when its ring overflows.
+    #[arg(long)]
+    with_capture: bool,
     /// TX checksum offload on the peer (client) end.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     peer_checksum_offload: String,
@@ -220,6 +224,7 @@ fn settings(c: &Common, out: PathBuf) -> Settings {
         server_core: c.server_core,
         client_core: c.client_core,
         baseline_bin: c.baseline_bin.clone(),
+        with_capture: c.with_capture,
         out,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     }
@@ -382,6 +387,7 @@ fn demo(duration: u64, stop: &AtomicBool) -> anyhow::Result<()> {
         server_core: None,
         client_core: None,
         baseline_bin: None,
+        with_capture: false,
     };
     let (_, table) = scenario::run(ScenarioKind::UdpFlood, &settings(&c, out.clone()), stop)?;
     print!("{table}");

@@ -123,8 +123,11 @@ impl FastpathProcess {
                     self.log_text()
                 );
             }
-            // The socket listens from the start; ready means it answers a request.
-            if request(&self.control, "stats").is_ok() {
+            // The control socket answers from the start, before the sockets are bound: ready
+            // means it answers and its steering rules are in (every service binds a port).
+            if request(&self.control, "stats")
+                .is_ok_and(|s| s["rules"].as_array().is_some_and(|r| !r.is_empty()))
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));

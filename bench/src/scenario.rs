@@ -58,6 +58,8 @@ enum System {
     FastpathBaseline,
     /// The ceiling from the `--baseline-bin` binary.
     CeilingBaseline,
+    /// fastpath while `fastpath capture` copies every frame of the flow (`--with-capture`).
+    FastpathCapturing,
 }
 
 impl System {
@@ -68,6 +70,7 @@ impl System {
             System::Ceiling => "ceiling",
             System::FastpathBaseline => "fastpath@baseline",
             System::CeilingBaseline => "ceiling@baseline",
+            System::FastpathCapturing => "fastpath+capture",
         }
     }
 
@@ -112,6 +115,8 @@ pub struct Settings {
     /// Compare against this (earlier) fastpath binary instead of the kernel: each of
     /// fastpath's systems runs from it and from the current one, alternating old, new.
     pub baseline_bin: Option<PathBuf>,
+    /// Run fastpath with and without `fastpath capture` copying the flow, alternating.
+    pub with_capture: bool,
     #[serde(skip)]
     pub out: PathBuf,
     pub command: String,
@@ -123,6 +128,13 @@ const DISCARD_PORT: u16 = 9;
 
 fn plans(kind: ScenarioKind, s: &Settings) -> Vec<(Client, Vec<System>)> {
     let plans = base_plans(kind);
+    if s.with_capture {
+        // Capture mode: fastpath alone, then fastpath while a capture copies every frame.
+        return plans
+            .into_iter()
+            .map(|(c, _)| (c, vec![System::Fastpath, System::FastpathCapturing]))
+            .collect();
+    }
     if s.baseline_bin.is_none() {
         return plans
             .into_iter()
@@ -145,6 +157,9 @@ fn plans(kind: ScenarioKind, s: &Settings) -> Vec<(Client, Vec<System>)> {
 
 /// (numerator, denominator) of the scenario's ratios.
 fn ratio_pairs(kind: ScenarioKind, s: &Settings) -> Vec<(&'static str, &'static str)> {
+    if s.with_capture {
+        return vec![("fastpath+capture", "fastpath")];
+    }
     if s.baseline_bin.is_some() {
         return base_plans(kind)
             .iter()
@@ -201,14 +216,33 @@ fn cores(s: &Settings) -> Cores {
 enum Server {
     Fastpath(FastpathProcess),
     Child(ChildGuard),
+    /// fastpath, and a `fastpath capture` child whose report goes to `report`.
+    Capturing(FastpathProcess, ChildGuard, PathBuf),
 }
 
 impl Server {
     fn pid(&self) -> Option<u32> {
         match self {
-            Server::Fastpath(p) => p.pid(),
+            Server::Fastpath(p) | Server::Capturing(p, _, _) => p.pid(),
             Server::Child(c) => c.pid(),
         }
+    }
+
+    /// What the capture reported when it ended (it runs for the measurement and a second
+    /// more), for the report's notes.
+    fn capture_summary(&mut self) -> Option<String> {
+        let Server::Capturing(_, child, report) = self else {
+            return None;
+        };
+        let start = Instant::now();
+        while !child.exited() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&*report).unwrap_or_default();
+        let _ = std::fs::remove_file(&*report);
+        text.lines()
+            .find(|l| l.contains("captured"))
+            .map(|l| l.trim_start_matches("fastpath: ").to_string())
     }
 }
 
@@ -224,10 +258,13 @@ fn start_server(
     let queues = s.queues.to_string();
     // fastpath's subcommand and extra flags for the systems it plays.
     let fastpath = match (kind, system) {
-        (ScenarioKind::UdpPingpong, System::Fastpath | System::FastpathBaseline) => {
-            Some(("echo", Some("--sockperf")))
+        (
+            ScenarioKind::UdpPingpong,
+            System::Fastpath | System::FastpathBaseline | System::FastpathCapturing,
+        ) => Some(("echo", Some("--sockperf"))),
+        (_, System::Fastpath | System::FastpathBaseline | System::FastpathCapturing) => {
+            Some(("echo", None))
         }
-        (_, System::Fastpath | System::FastpathBaseline) => Some(("echo", None)),
         (_, System::Ceiling | System::CeilingBaseline) => Some(("reflect", None)),
         (_, System::Kernel) => None,
     };
@@ -247,10 +284,16 @@ fn start_server(
             ];
             args.extend(flag);
             args.extend(s.fastpath_args.iter().map(String::as_str));
-            Server::Fastpath(match binary {
+            let process = match binary {
                 Some(bin) => FastpathProcess::start_binary(&bin, pair, command, &args)?,
                 None => FastpathProcess::start(pair, command, &args)?,
-            })
+            };
+            if system == System::FastpathCapturing {
+                let (child, report) = start_capture(&process, s)?;
+                Server::Capturing(process, child, report)
+            } else {
+                Server::Fastpath(process)
+            }
         }
         (ScenarioKind::UdpPingpong, _, None) => {
             Server::Child(sockperf::start_server(pair, PORT, cpu)?)
@@ -277,6 +320,36 @@ fn start_server(
     };
     probe(pair)?;
     Ok(server)
+}
+
+/// `fastpath capture` of the bench port into /dev/null, for the measurement and a second
+/// more; its report (frames copied, frames the ring had no room for) goes to a file.
+fn start_capture(process: &FastpathProcess, s: &Settings) -> anyhow::Result<(ChildGuard, PathBuf)> {
+    let report = std::env::temp_dir().join(format!(
+        "fastpath-capture-{}-{}.txt",
+        std::process::id(),
+        process.pid().unwrap_or_default()
+    ));
+    let child = std::process::Command::new(crate::process::fastpath_binary()?)
+        .arg("capture")
+        .arg("--control")
+        .arg(process.control())
+        .args(["--port", &PORT.to_string()])
+        .args(["--duration", &(s.duration_secs + 1).to_string()])
+        .args(["-w", "/dev/null"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&report)?)
+        .spawn()
+        .context("starting fastpath capture")?;
+    let guard = ChildGuard::new("fastpath capture", child);
+    // Until it says it is capturing (its first line), bounded.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5)
+        && !std::fs::read_to_string(&report).is_ok_and(|t| t.contains("capturing"))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((guard, report))
 }
 
 /// Waits until the server answers a sockperf-format ping.
@@ -432,6 +505,10 @@ pub fn run(
                     }
                 };
                 let cpu = sampler.finish(client_cpu, Some(cores.server), Some(cores.client));
+                let mut server = server;
+                if let Some(summary) = server.capture_summary() {
+                    notes.push(format!("round {}: the capture {summary}", round + 1));
+                }
                 drop(server);
                 progress.finish_run(s.duration_secs + 1);
                 let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -568,7 +645,7 @@ pub fn run(
         }
     }
     match kind {
-        _ if s.baseline_bin.is_some() => {}
+        _ if s.baseline_bin.is_some() || s.with_capture => {}
         ScenarioKind::UdpPingpong => {
             if let Some(v) = ratio("sockperf", "p99") {
                 goals.push(Goal {
