@@ -222,6 +222,22 @@ fn small_and_large_transfers_come_back_byte_exact_and_the_instance_returns_to_id
     assert_eq!(sum_counter(&fastpath, "drop_tcp_checksum"), 0);
     assert_eq!(sum_counter(&fastpath, "tcp_conns_opened"), 3);
     assert_eq!(sum_counter(&fastpath, "tcp_conns_closed"), 3);
+    assert!(sum_counter(&fastpath, "segments_in") > 0);
+    assert!(sum_counter(&fastpath, "segments_out") > 0);
+    let text = std::process::Command::new(fastpath_binary().unwrap())
+        .args(["stats", "--prometheus", "--control"])
+        .arg(fastpath.control())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for family in [
+        "fastpath_tcp_segments_in_total",
+        "fastpath_tcp_retransmits_total",
+        "fastpath_tcp_connections{",
+        "fastpath_timers_armed{",
+    ] {
+        assert!(text.contains(family), "no {family} in:\n{text}");
+    }
 }
 
 /// 64 MiB, then 256 MiB if it completes within `BIG_LIMIT`: a bulk transfer through the
@@ -304,6 +320,32 @@ fn a_killed_instance_leaves_the_peer_reset_not_hanging() {
     let mut back = vec![0u8; buf.len()];
     stream.read_exact(&mut back).unwrap();
     assert_eq!(back, buf);
+    // The connection as `fastpath sockets` shows it: owned by worker 0, established,
+    // with a window and an RTT measured.
+    let rows = tcp_rows(&fastpath);
+    let row = rows
+        .iter()
+        .find(|r| r["state"] == "established")
+        .unwrap_or_else(|| panic!("no established row: {rows:?}"));
+    assert_eq!(row["worker"], "0");
+    assert_eq!(row["local"], format!("{SERVER_ADDR}:{PORT}"));
+    assert_eq!(
+        row["remote"],
+        stream.local_addr().unwrap().to_string(),
+        "{row}"
+    );
+    assert!(row["tcp"]["cwnd"].as_u64().unwrap() > 0, "{row}");
+    assert!(row["tcp"]["srtt_us"].as_u64().is_some(), "{row}");
+    let text = std::process::Command::new(fastpath_binary().unwrap())
+        .args(["sockets", "--control"])
+        .arg(fastpath.control())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("established") && text.contains("cwnd") && text.contains("listen"),
+        "{text}"
+    );
     fastpath.kill_hard().unwrap();
     // Keep sending: the kernel, which never heard of this flow, resets it.
     let start = Instant::now();
