@@ -48,6 +48,8 @@ counter_set! {
         DropForward = "drop_tcp_forward",
         /// Segments the connection had to hold for a later batch (TX budget spent).
         TxDeferred = "tcp_tx_deferred",
+        /// A RST or cookie SYN-ACK (no connection keeps it) found no TX room.
+        DropControl = "drop_tcp_control",
         /// A segment built but not written: the frame could not hold it, or no next hop.
         DropTx = "drop_tcp_tx",
         /// A new connection found its four-tuple taken in the table (or the table full).

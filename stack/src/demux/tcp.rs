@@ -262,22 +262,33 @@ impl TcpEngine {
     fn no_socket(&mut self, segment: &Segment<'_>, addrs: &SegmentAddrs, tx: &mut dyn FrameSink) {
         self.io.bump(TcpIoCounter::NoSocket);
         self.core.segments_in += 1;
-        if let Some(rst) = tcp_socket::reset_for(&segment.header, segment.payload.len()) {
-            self.send_control(addrs, &rst, tx);
+        if let Some(rst) = tcp_socket::reset_for(&segment.header, segment.payload.len())
+            && self.send_control(addrs, &rst, tx)
+        {
+            self.core.segments_out += 1;
+            self.core.rst_sent += 1;
         }
     }
 
-    fn send_control(&mut self, addrs: &SegmentAddrs, header: &TcpRepr, tx: &mut dyn FrameSink) {
+    /// Sends a header-only segment no connection keeps (the listener counts its own).
+    /// False if it did not go out.
+    fn send_control(
+        &mut self,
+        addrs: &SegmentAddrs,
+        header: &TcpRepr,
+        tx: &mut dyn FrameSink,
+    ) -> bool {
         match tx.send(&mut |buf: &mut [u8]| tcp_socket::write_control(buf, addrs, header)) {
-            TxResult::Sent => {
-                self.core.segments_out += 1;
-                if header.flags & crate::wire::tcp::flags::RST != 0 {
-                    self.core.rst_sent += 1;
-                }
+            TxResult::Sent => true,
+            // Not kept for later: the peer's retransmission asks again.
+            TxResult::Full => {
+                self.io.bump(TcpIoCounter::DropControl);
+                false
             }
-            // A control segment is not kept: the peer's retransmission asks again.
-            TxResult::Full => self.io.bump(TcpIoCounter::TxDeferred),
-            TxResult::Declined => self.io.bump(TcpIoCounter::DropTx),
+            TxResult::Declined => {
+                self.io.bump(TcpIoCounter::DropTx);
+                false
+            }
         }
     }
 
@@ -329,7 +340,9 @@ impl TcpEngine {
                 .handle_segment(now, endpoints, segment, &mut self.core);
         match action {
             ListenerAction::Ignore => {}
-            ListenerAction::Reply(t) => self.send_control(&addrs, &t.header, tx),
+            ListenerAction::Reply(t) => {
+                self.send_control(&addrs, &t.header, tx);
+            }
             ListenerAction::NewConnection(conn) => {
                 self.open(now, conn, number, socket, addrs, timers, tx)
             }
@@ -662,3 +675,6 @@ impl TcpEngine {
         shared.store(at, &self.by_state);
     }
 }
+
+#[cfg(test)]
+mod tests;
