@@ -8,7 +8,6 @@
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpStream},
-    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -266,18 +265,47 @@ fn bulk_transfers_come_back_byte_exact() {
 }
 
 /// Many connections at once, each exchanging data and closing: none stays half-open on
-/// either side.
-#[test]
-fn a_hundred_concurrent_connections_exchange_data_and_close() {
-    const CONNECTIONS: u64 = 100;
-    let pair = veth_pair(VethConfig::default());
-    let fastpath = start_tcp_echo(&pair, true);
-    let pair = Arc::new(pair);
-    let streams: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(&pair)).collect();
+/// either side, and with several queues each connection lives on the worker its flow
+/// arrives on.
+fn concurrent_connections(queues: u32, connections: u64) {
+    let pair = veth_pair(VethConfig {
+        queues,
+        ..VethConfig::default()
+    });
+    let port = PORT.to_string();
+    let queues_arg = queues.to_string();
+    let fastpath =
+        FastpathProcess::start(&pair, "echo", &["--tcp", &port, "--queues", &queues_arg])
+            .unwrap_or_else(|e| panic!("cannot start fastpath: {e:#}"));
+    assert!(
+        eventually(Duration::from_secs(5), || tcp_rows(&fastpath)
+            .iter()
+            .any(|r| r["state"] == "listen")),
+        "no listener"
+    );
+    let streams: Vec<TcpStream> = (0..connections).map(|_| connect(&pair)).collect();
+    // While all are open: each is in the table, owned by one worker.
+    let rows = tcp_rows(&fastpath);
+    let owners: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r["state"] == "established")
+        .map(|r| r["worker"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        rows.iter().filter(|r| r["state"] == "established").count() as u64,
+        connections,
+        "{rows:?}"
+    );
+    if queues > 1 {
+        assert!(
+            owners.len() > 1,
+            "all connections on one worker: {owners:?}"
+        );
+    }
     let threads: Vec<_> = streams
         .into_iter()
         .enumerate()
-        .map(|(i, s)| thread::spawn(move || echo_transfer(s, 64 * 1024 + i as u64 * 777, i as u64)))
+        .map(|(i, s)| thread::spawn(move || echo_transfer(s, 16 * 1024 + i as u64 * 77, i as u64)))
         .collect();
     for (i, t) in threads.into_iter().enumerate() {
         t.join()
@@ -285,7 +313,8 @@ fn a_hundred_concurrent_connections_exchange_data_and_close() {
             .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", fastpath.log_text()));
     }
     assert_idle(&fastpath);
-    assert_eq!(sum_counter(&fastpath, "tcp_conns_opened"), CONNECTIONS);
+    assert_eq!(sum_counter(&fastpath, "tcp_conns_opened"), connections);
+    assert_eq!(sum_counter(&fastpath, "tcp_conns_closed"), connections);
     // The kernel side: TIME-WAIT is the active closer's due; nothing else may remain.
     let mut left = String::new();
     let clean = eventually(Duration::from_secs(5), || {
@@ -302,6 +331,16 @@ fn a_hundred_concurrent_connections_exchange_data_and_close() {
         left.trim().is_empty()
     });
     assert!(clean, "the kernel still holds connections:\n{left}");
+}
+
+#[test]
+fn a_hundred_concurrent_connections_exchange_data_and_close() {
+    concurrent_connections(1, 100);
+}
+
+#[test]
+fn a_thousand_connections_over_two_queues_each_served_by_its_worker() {
+    concurrent_connections(2, 1000);
 }
 
 /// SIGKILL mid-transfer: once XDP is gone the kernel owns the port again, answers the
