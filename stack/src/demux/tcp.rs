@@ -490,7 +490,10 @@ impl TcpEngine {
         timers: &mut dyn ConnTimers,
         tx: &mut dyn FrameSink,
     ) {
-        let mut list = std::mem::take(&mut self.deferred);
+        // The two lists trade places: what `settle` defers again goes into the spare one,
+        // and neither allocation is ever dropped.
+        let spare = std::mem::take(&mut self.deferred_spare);
+        let mut list = std::mem::replace(&mut self.deferred, spare);
         for at in list.drain(..) {
             if let Some(slot) = self.slots.get_mut(at.slot as usize)
                 && slot.generation == at.generation
@@ -499,11 +502,7 @@ impl TcpEngine {
                 self.settle(now, at, timers, tx);
             }
         }
-        // Keep both lists' allocations: what `settle` deferred again is in `self.deferred`.
-        std::mem::swap(&mut self.deferred_spare, &mut list);
-        if self.deferred.is_empty() {
-            std::mem::swap(&mut self.deferred, &mut self.deferred_spare);
-        }
+        self.deferred_spare = list;
     }
 
     /// After any interaction: events to the application, segments out, the timer re-armed,
