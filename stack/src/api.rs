@@ -40,11 +40,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fastpath_common::{IPPROTO_UDP, RuleKey};
+use fastpath_common::{IPPROTO_TCP, IPPROTO_UDP, RuleKey};
 
 use crate::{
     socket::{Command, Host, Socket, SocketInfo},
     table::{FourTuple, Protocol, SocketNumber, TableError},
+    tcp::TcpConfig,
+    tcp_socket::{TcpHandler, TcpListenerSocket},
     udp::{Delivery, RxChecksum, TxRequest, UdpSocketState},
 };
 
@@ -69,6 +71,10 @@ pub enum ApiError {
     #[error("a {len}-byte datagram does not fit the link: at most {max} bytes of UDP payload")]
     TooBig { len: usize, max: usize },
 
+    #[error("socket {0} is not a UDP socket")]
+    NotUdp(SocketNumber),
+    #[error("socket {0} is a TCP connection: its worker ends it (close the listener instead)")]
+    NotClosable(SocketNumber),
     #[error("steering: {0}")]
     Steer(#[from] crate::steer::SteerError),
 }
@@ -120,8 +126,9 @@ impl Stack {
             let key = RuleKey::new(IPPROTO_UDP, local.ip().octets(), local.port());
             match link.steering.add_rule(key) {
                 Ok(guard) => {
-                    if let Ok(entry) = self.host.table.get(number) {
-                        let Socket::Udp(udp) = &entry.value;
+                    if let Ok(entry) = self.host.table.get(number)
+                        && let Socket::Udp(udp) = &entry.value
+                    {
                         *udp.rule.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
                     }
                 }
@@ -143,6 +150,45 @@ impl Stack {
         Ok(())
     }
 
+    /// Listens for TCP connections on `local`; each one is served on the worker that
+    /// receives it, by `handler` (run to completion). `backlog` bounds each worker's SYN
+    /// queue (SYN cookies beyond it). Adds the steering rule for the port. Returns the
+    /// listener's number.
+    pub fn tcp_listen(
+        &self,
+        local: SocketAddrV4,
+        backlog: usize,
+        handler: Arc<dyn TcpHandler>,
+    ) -> Result<SocketNumber, ApiError> {
+        if local.port() == 0 {
+            return Err(ApiError::BadAddress(local));
+        }
+        let mut config = TcpConfig::default();
+        if let Some(link) = &self.host.link {
+            // RFC 6691: the MSS is the link MTU less the IPv4 and TCP headers.
+            config.mss = link.mtu.saturating_sub(40).clamp(536, u32::from(u16::MAX)) as u16;
+        }
+        let socket = Arc::new(TcpListenerSocket::new(config, backlog, handler));
+        let tuple = FourTuple::bound(Protocol::Tcp, local);
+        let number = self
+            .host
+            .table
+            .insert(tuple, |_| Socket::TcpListener(socket.clone()))?;
+        if let Some(link) = &self.host.link {
+            let key = RuleKey::new(IPPROTO_TCP, local.ip().octets(), local.port());
+            match link.steering.add_rule(key) {
+                Ok(guard) => {
+                    *socket.rule.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
+                }
+                Err(e) => {
+                    let _ = self.host.table.remove(number);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(number)
+    }
+
     /// Closes the socket the current holder of `number` is (whatever its generation): for
     /// the operator's `fastpath close N`, who knows numbers as the listing shows them.
     pub fn close_number(&self, number: u32) -> Result<SocketNumber, ApiError> {
@@ -162,11 +208,23 @@ impl Stack {
     /// has no per-flow state on a worker, so it leaves the table at once (timers it armed
     /// find it gone and die).
     pub fn close(&self, number: SocketNumber) -> Result<(), ApiError> {
+        if let Socket::TcpConnection(_) = self.host.table.get(number)?.value {
+            return Err(ApiError::NotClosable(number));
+        }
         let entry = self.host.table.remove(number)?;
         match &entry.value {
             Socket::Udp(udp) => {
                 udp.rule.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
+            Socket::TcpListener(listener) => {
+                listener
+                    .rule
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+            }
+            // Refused above: a connection is its worker's to end.
+            Socket::TcpConnection(_) => {}
         }
         Ok(())
     }
@@ -211,14 +269,16 @@ impl Stack {
         };
         match self.host.post(worker, Command::UdpSend(request)) {
             Ok(()) => {
-                let Socket::Udp(udp) = &entry.value;
-                udp.count_app_tx();
+                if let Socket::Udp(udp) = &entry.value {
+                    udp.count_app_tx();
+                }
                 Ok(())
             }
             Err(Command::UdpSend(request)) => {
                 let _ = self.host.tx_pool.push(request.payload);
                 Err(ApiError::TxQueueFull)
             }
+            Err(_) => Err(ApiError::TxQueueFull),
         }
     }
 
@@ -230,7 +290,9 @@ impl Stack {
         timeout: Duration,
     ) -> Result<(usize, SocketAddrV4), ApiError> {
         let entry = self.host.table.get(number)?;
-        let Socket::Udp(udp) = &entry.value;
+        let Socket::Udp(udp) = &entry.value else {
+            return Err(ApiError::NotUdp(number));
+        };
         if udp.handler.is_some() {
             return Err(ApiError::NotQueued(number));
         }

@@ -643,7 +643,7 @@ pub fn render_sockets(rows: &[SocketInfo]) -> String {
         "drops"
     );
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{:>6} {:<5} {:<22} {:<22} {:<10} {:<6} {:<10} {:>8} {:>10} {:>10} {:>10}",
             r.number,
@@ -658,6 +658,22 @@ pub fn render_sockets(rows: &[SocketInfo]) -> String {
             r.tx,
             r.drops_queue_full
         );
+        // A TCP connection also shows its queues, window and RTT, as `ss -ti` does.
+        if let Some(t) = &r.tcp {
+            let _ = write!(
+                s,
+                "  send-q {} recv-q {} cwnd {} in-flight {} srtt {} rttvar {}us rto {}us retrans {}",
+                t.send_queued,
+                t.recv_queued,
+                t.cwnd,
+                t.in_flight,
+                t.srtt_us.map_or("-".into(), |v| format!("{v}us")),
+                t.rttvar_us,
+                t.rto_us,
+                t.retransmits
+            );
+        }
+        s.push('\n');
     }
     s
 }

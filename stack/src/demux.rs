@@ -7,9 +7,11 @@
 //! new frames from the UMEM through the batch's `Transmitter`. Frames also go out with no
 //! frame in, when a timer fires or an application sends.
 
+pub mod tcp;
+
 use std::{net::SocketAddrV4, sync::Arc, time::Duration};
 
-use fastpath_common::{IPPROTO_UDP, layout::ETHERTYPE_IPV4};
+use fastpath_common::{IPPROTO_TCP, IPPROTO_UDP, layout::ETHERTYPE_IPV4};
 
 use crate::{
     counter_set,
@@ -17,11 +19,12 @@ use crate::{
     socket::{Command, Host, Socket},
     table::Protocol,
     time::Instant,
-    timer::TimerWheel,
+    timer::{TimerId, TimerWheel},
     udp::{self, LinkInfo, Located, Outcome, UdpCounter, UdpTimer, UdpTimers},
     wire::{ethernet::EthernetFrame, ipv4::Ipv4Packet, udp::UdpPacket},
     xsk::{FrameSink, TxResult},
 };
+use tcp::{Arrival, ConnRef, ConnTimers, TcpEngine};
 
 /// What a worker runs: each received frame in place, and a turn per batch with no frame.
 pub trait FrameHandler: Send {
@@ -73,6 +76,7 @@ counter_set! {
 #[derive(Clone, Copy, Debug)]
 enum Timer {
     Udp(UdpTimer),
+    Tcp(ConnRef),
 }
 
 /// Resolution of the worker's timer wheel.
@@ -87,6 +91,20 @@ impl UdpTimers for Timers<'_> {
     }
 }
 
+impl ConnTimers for Timers<'_> {
+    fn arm(&mut self, at: Instant, conn: ConnRef) -> TimerId {
+        self.0.insert(at, Timer::Tcp(conn))
+    }
+
+    fn reset(&mut self, id: TimerId, at: Instant) -> bool {
+        self.0.reset(id, at)
+    }
+
+    fn cancel(&mut self, id: TimerId) {
+        self.0.cancel(id);
+    }
+}
+
 /// Application sends handled per `poll`, so a flood of them cannot starve reception.
 const COMMANDS_PER_POLL: usize = 64;
 
@@ -97,9 +115,10 @@ pub struct Demux {
     link: LinkInfo,
     counters: Counters<DemuxCounter>,
     udp: Counters<UdpCounter>,
+    tcp: TcpEngine,
     timers: TimerWheel<Timer>,
     /// Timers fired in this poll, dispatched after the wheel is released (reused).
-    fired: Vec<Timer>,
+    fired: Vec<(TimerId, Timer)>,
     /// A command that found no frame last time.
     pending: Option<Command>,
 }
@@ -108,6 +127,7 @@ impl Demux {
     pub fn new(host: Arc<Host>, worker: usize) -> Self {
         Self {
             link: host.link_info(),
+            tcp: TcpEngine::new(host.clone(), worker),
             host,
             worker,
             counters: Counters::default(),
@@ -124,6 +144,10 @@ impl Demux {
 
     pub fn udp_counters(&self) -> &Counters<UdpCounter> {
         &self.udp
+    }
+
+    pub fn tcp(&self) -> &TcpEngine {
+        &self.tcp
     }
 
     /// Timers armed and not yet fired.
@@ -156,6 +180,7 @@ impl Demux {
         let outcome = host
             .table
             .lookup_with(Protocol::Udp, local, remote, |entry| match &entry.value {
+                Socket::TcpListener(_) | Socket::TcpConnection(_) => Outcome::Consumed,
                 Socket::Udp(socket) => udp::deliver(
                     socket,
                     entry.number,
@@ -190,17 +215,45 @@ impl Demux {
         }
     }
 
+    /// A TCP frame another worker received for a connection this worker owns (already
+    /// checked there once; parsed again here, where it is rare).
+    fn handle_forwarded(&mut self, now: Instant, frame: &[u8], tx: &mut dyn FrameSink) {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        let (l3, src_mac) = (eth.payload_offset(), eth.src());
+        let Ok(ip) = Ipv4Packet::new_checked(&frame[l3..]) else {
+            return;
+        };
+        let arrival = Arrival {
+            src: ip.src(),
+            dst: ip.dst(),
+            src_mac,
+            segment: ip.payload(),
+            frame,
+            forwarded: true,
+        };
+        self.tcp
+            .on_segment(now, arrival, &mut Timers(&mut self.timers), tx);
+    }
+
     fn fire_timers(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         let fired = &mut self.fired;
-        self.timers.poll(now, |_, timer| fired.push(timer));
+        self.timers.poll(now, |id, timer| fired.push((id, timer)));
         let mut fired = std::mem::take(&mut self.fired);
-        for timer in fired.drain(..) {
+        for (id, timer) in fired.drain(..) {
             match timer {
+                Timer::Tcp(conn) => {
+                    self.tcp
+                        .on_timer(now, conn, id, &mut Timers(&mut self.timers), tx);
+                }
                 Timer::Udp(t) => {
                     let Ok(entry) = self.host.table.get(t.socket) else {
                         continue; // closed since: its timers die with it
                     };
-                    let Socket::Udp(socket) = &entry.value;
+                    let Socket::Udp(socket) = &entry.value else {
+                        continue;
+                    };
                     let Some(handler) = &socket.handler else {
                         continue;
                     };
@@ -223,13 +276,21 @@ impl Demux {
         self.fired = fired;
     }
 
-    fn run_commands(&mut self, tx: &mut dyn FrameSink) {
-        let mailbox = &self.host.mailboxes[self.worker % self.host.mailboxes.len()];
+    fn run_commands(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        let mailbox = self.worker % self.host.mailboxes.len();
         for _ in 0..COMMANDS_PER_POLL {
-            let Some(command) = self.pending.take().or_else(|| mailbox.queue.pop()) else {
+            let Some(command) = self
+                .pending
+                .take()
+                .or_else(|| self.host.mailboxes[mailbox].queue.pop())
+            else {
                 return;
             };
             match command {
+                Command::TcpSegment(frame) => {
+                    self.handle_forwarded(now, &frame, tx);
+                    let _ = self.host.tx_pool.push(frame);
+                }
                 Command::UdpSend(req) => {
                     let header = udp::FrameHeader {
                         src_mac: self.link.mac,
@@ -242,8 +303,9 @@ impl Demux {
                     {
                         TxResult::Sent => {
                             self.udp.bump(UdpCounter::AppTx);
-                            if let Ok(entry) = self.host.table.get(req.socket) {
-                                let Socket::Udp(socket) = &entry.value;
+                            if let Ok(entry) = self.host.table.get(req.socket)
+                                && let Socket::Udp(socket) = &entry.value
+                            {
                                 socket.count_tx(self.worker);
                             }
                         }
@@ -295,8 +357,23 @@ impl FrameHandler for Demux {
             self.counters.bump(DemuxCounter::DropIpChecksum);
             return None;
         }
-        if ip.protocol() != IPPROTO_UDP || ip.is_fragment() {
+        if ip.is_fragment() || !matches!(ip.protocol(), IPPROTO_UDP | IPPROTO_TCP) {
             self.counters.bump(DemuxCounter::DropUnsteered);
+            return None;
+        }
+        if ip.protocol() == IPPROTO_TCP {
+            let (src, dst) = (ip.src(), ip.dst());
+            self.host.neighbors.learn(src, src_mac);
+            let arrival = Arrival {
+                src,
+                dst,
+                src_mac,
+                segment: ip.payload(),
+                frame: data,
+                forwarded: false,
+            };
+            self.tcp
+                .on_segment(now, arrival, &mut Timers(&mut self.timers), tx);
             return None;
         }
         let (src, dst, ihl) = (ip.src(), ip.dst(), ip.header_len());
@@ -326,6 +403,7 @@ impl FrameHandler for Demux {
 
     fn wants_poll(&self, now: Instant) -> bool {
         self.pending.is_some()
+            || self.tcp.has_deferred()
             || !self.host.mailboxes[self.worker % self.host.mailboxes.len()]
                 .queue
                 .is_empty()
@@ -336,7 +414,11 @@ impl FrameHandler for Demux {
         if !self.timers.is_empty() {
             self.fire_timers(now, tx);
         }
-        self.run_commands(tx);
+        if self.tcp.has_deferred() {
+            self.tcp
+                .poll_deferred(now, &mut Timers(&mut self.timers), tx);
+        }
+        self.run_commands(now, tx);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -346,12 +428,19 @@ impl FrameHandler for Demux {
     fn counter_names(&self) -> Vec<(&'static str, &'static str)> {
         Counters::<DemuxCounter>::names()
             .chain(Counters::<UdpCounter>::names())
+            .chain(TcpEngine::counter_names())
+            .chain([("timer", "timers_armed")])
             .collect()
     }
 
     fn publish(&self, shared: &SharedCounters, offset: usize) {
         shared.store(offset, self.counters.values());
-        shared.store(offset + self.counters.values().len(), self.udp.values());
+        let udp_at = offset + self.counters.values().len();
+        shared.store(udp_at, self.udp.values());
+        let tcp_at = udp_at + self.udp.values().len();
+        self.tcp.publish(shared, tcp_at);
+        let timers_at = tcp_at + TcpEngine::counter_names().count();
+        shared.store(timers_at, &[self.timers.len() as u64]);
     }
 }
 

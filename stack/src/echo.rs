@@ -1,4 +1,4 @@
-//! Applications: the UDP echo and the bench ceiling.
+//! Applications: the UDP and TCP echoes and the bench ceiling.
 //!
 //! `EchoApp` is an ordinary application on the socket API (`udp::UdpHandler`): it runs on
 //! the worker and answers each datagram with itself; `--sockperf` also clears sockperf's
@@ -10,6 +10,8 @@ use crate::{
     counter_set,
     counters::{Counters, SharedCounters},
     demux::FrameHandler,
+    tcp::{Connection, Event, State},
+    tcp_socket::TcpHandler,
     time::Instant,
     udp::{Datagram, UdpHandler, Verdict},
     wire::udp::{ChecksumStatus, UdpPacket},
@@ -231,5 +233,31 @@ mod tests {
         let ip = Ipv4Packet::new_checked(&f[14..14 + 20 + 8 + 16]).unwrap();
         let udp = UdpPacket::new_checked(ip.payload()).unwrap();
         assert_eq!(udp.check(SERVER, CLIENT), ChecksumStatus::Valid);
+    }
+}
+
+/// The TCP echo: what arrives goes back, as much as the send buffer takes; reading stops
+/// while it is full (the window closes, the peer waits) and resumes on `Writable`. Once
+/// the peer has closed and everything was echoed, it closes its side too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpEcho;
+
+impl TcpHandler for TcpEcho {
+    fn on_event(&self, conn: &mut Connection, _event: Event, scratch: &mut [u8]) {
+        loop {
+            let n = conn.readable().min(conn.writable()).min(scratch.len());
+            if n == 0 {
+                break;
+            }
+            let got = conn.read(&mut scratch[..n]);
+            let put = conn.write(&scratch[..got]);
+            debug_assert_eq!(put, got, "writable() promised the room");
+            if got == 0 {
+                break;
+            }
+        }
+        if conn.state() == State::CloseWait && conn.readable() == 0 {
+            conn.shutdown();
+        }
     }
 }

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use fastpath::{
     api::Stack,
     control,
-    echo::EchoApp,
+    echo::{EchoApp, TcpEcho},
     runtime::{Runtime, StackConfig},
     steer::{AttachMode, XdpLogLevel},
     table::SocketNumber,
@@ -35,6 +35,7 @@ use fastpath::{
         Examples:\n  \
         fastpath echo --iface eth1 --udp 7000            # UDP echo on port 7000\n  \
         fastpath echo --iface eth1 --udp 53 --udp 7777 --queues 2\n  \
+        fastpath echo --iface eth1 --tcp 7100            # TCP echo on port 7100\n  \
         fastpath stats --iface eth1                      # counters of the running instance\n  \
         fastpath stats --iface eth1 --json\n  \
         fastpath echo --iface eth1 --udp-peer 7001=198.18.0.2:5000   # a connected socket\n  \
@@ -110,6 +111,13 @@ struct EchoArgs {
     /// UDP port to serve (repeat for more). Other ports keep going to the kernel.
     #[arg(long = "udp", value_name = "PORT", allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     udp: Vec<u16>,
+    /// TCP port to serve echo on, on the workers (repeat for more): each connection gets
+    /// back what it sends, and is closed once the peer closes.
+    #[arg(long = "tcp", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    tcp: Vec<u16>,
+    /// Per-worker SYN queue of each --tcp listener (SYN cookies beyond it).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    tcp_backlog: u64,
     /// Serve only datagrams to this destination address (default: any address).
     #[arg(long, value_name = "IPV4")]
     addr: Option<std::net::Ipv4Addr>,
@@ -404,12 +412,13 @@ fn capture(args: CaptureArgs) -> anyhow::Result<()> {
 
 fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
     if args.udp.is_empty()
+        && args.tcp.is_empty()
         && args.udp_peer.is_empty()
         && args.udp_thread.is_empty()
         && args.udp_sink.is_empty()
     {
         anyhow::bail!(
-            "no port to serve: name at least one with --udp PORT (or --udp-peer, --udp-thread, --udp-sink)"
+            "no port to serve: name at least one with --udp PORT or --tcp PORT (or --udp-peer, --udp-thread, --udp-sink)"
         );
     }
     let config = StackConfig {
@@ -443,6 +452,14 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
             Delivery::on_worker(echo),
         )?;
         served.push(format!("socket {n}: udp {addr}:{port} echo"));
+    }
+    for &port in &args.tcp {
+        let n = stack.tcp_listen(
+            SocketAddrV4::new(addr, port),
+            args.tcp_backlog as usize,
+            std::sync::Arc::new(TcpEcho),
+        )?;
+        served.push(format!("socket {n}: tcp {addr}:{port} echo"));
     }
     for &(port, remote) in &args.udp_peer {
         let n = stack.udp_bind(

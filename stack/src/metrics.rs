@@ -96,10 +96,21 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
     // Each layer's counters: drops by reason in one family, the rest one family each.
     let mut drops: Vec<(String, String, String, u64)> = Vec::new();
     let mut families: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    // Gauges the workers publish beside their counters: TCP connections by state, timers.
+    let mut tcp_states: Vec<(String, String, u64)> = Vec::new();
+    let mut timers: Vec<(String, u64)> = Vec::new();
     for q in &report.queues {
         let queue = q.queue.to_string();
         for (layer, counters) in &q.layers {
             for (name, value) in counters {
+                if let Some(state) = name.strip_prefix("tcp_state_") {
+                    tcp_states.push((queue.clone(), state.to_string(), *value));
+                    continue;
+                }
+                if name == "timers_armed" {
+                    timers.push((queue.clone(), *value));
+                    continue;
+                }
                 match name.strip_prefix("drop_") {
                     Some(reason) => {
                         drops.push((queue.clone(), layer.clone(), reason.to_string(), *value))
@@ -148,6 +159,33 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
         for (queue, value) in samples {
             f.sample(name, &[("iface", iface), ("queue", queue)], *value);
         }
+    }
+
+    let mut f = Family::new(
+        &mut out,
+        "fastpath_tcp_connections",
+        "gauge",
+        "TCP connections each worker owns, by state.",
+    );
+    for (queue, state, value) in &tcp_states {
+        f.sample(
+            "fastpath_tcp_connections",
+            &[("iface", iface), ("queue", queue), ("state", state)],
+            *value,
+        );
+    }
+    let mut f = Family::new(
+        &mut out,
+        "fastpath_timers_armed",
+        "gauge",
+        "Timers armed in each worker's timer wheel.",
+    );
+    for (queue, value) in &timers {
+        f.sample(
+            "fastpath_timers_armed",
+            &[("iface", iface), ("queue", queue)],
+            *value,
+        );
     }
 
     let kernel: [KernelCounter; 5] = [

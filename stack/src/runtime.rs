@@ -196,7 +196,7 @@ impl Runtime {
             service: if cfg.reflect {
                 "udp reflect (no stack)".into()
             } else {
-                "udp sockets".into()
+                "udp and tcp sockets".into()
             },
             started: Instant::now(),
         });

@@ -21,6 +21,7 @@ use crate::{
     neighbor::Neighbors,
     steer::Steering,
     table::{Entry, SocketTable},
+    tcp_socket::{TcpConnectionSocket, TcpInfo, TcpListenerSocket, state_name},
     udp::{LinkInfo, RxChecksum, TxRequest, UdpSocketState},
     wire::ethernet::MacAddr,
 };
@@ -29,13 +30,16 @@ use crate::{
 #[derive(Clone)]
 pub enum Socket {
     Udp(Arc<UdpSocketState>),
+    TcpListener(Arc<TcpListenerSocket>),
+    TcpConnection(Arc<TcpConnectionSocket>),
 }
 
 impl Socket {
     /// The worker that owns the socket's per-flow state, if it has one.
     pub fn owner(&self) -> Option<usize> {
         match self {
-            Socket::Udp(_) => None,
+            Socket::Udp(_) | Socket::TcpListener(_) => None,
+            Socket::TcpConnection(c) => Some(c.owner),
         }
     }
 }
@@ -56,6 +60,9 @@ pub struct SocketInfo {
     pub rx: u64,
     pub tx: u64,
     pub drops_queue_full: u64,
+    /// A TCP connection's send and receive queues, window and RTT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpInfo>,
 }
 
 impl SocketInfo {
@@ -82,7 +89,41 @@ impl SocketInfo {
                 rx: udp.traffic().0,
                 tx: udp.traffic().1,
                 drops_queue_full: udp.drops_queue_full.load(Ordering::Relaxed),
+                tcp: None,
             },
+            Socket::TcpListener(_) => SocketInfo {
+                number: entry.number.get(),
+                generation: entry.number.generation(),
+                proto: "tcp".into(),
+                local: entry.tuple.local.to_string(),
+                remote: "*:*".into(),
+                state: "listen".into(),
+                worker: "all".into(),
+                delivery: "on-worker".into(),
+                queued_bytes: 0,
+                rx: 0,
+                tx: 0,
+                drops_queue_full: 0,
+                tcp: None,
+            },
+            Socket::TcpConnection(c) => {
+                let info = c.info();
+                SocketInfo {
+                    number: entry.number.get(),
+                    generation: entry.number.generation(),
+                    proto: "tcp".into(),
+                    local: entry.tuple.local.to_string(),
+                    remote: entry.tuple.remote.to_string(),
+                    state: state_name(c.state()).into(),
+                    worker: c.owner.to_string(),
+                    delivery: "on-worker".into(),
+                    queued_bytes: info.send_queued + info.recv_queued,
+                    rx: 0,
+                    tx: 0,
+                    drops_queue_full: 0,
+                    tcp: Some(info),
+                }
+            }
         }
     }
 }
@@ -125,6 +166,9 @@ impl Waker {
 pub enum Command {
     /// Send a datagram from a UDP socket.
     UdpSend(TxRequest),
+    /// A TCP segment that arrived on another worker than its connection's owner: the whole
+    /// frame, in a buffer from `Host::tx_pool` (give it back when done).
+    TcpSegment(Vec<u8>),
 }
 
 /// A worker's incoming commands and the eventfd that wakes it.

@@ -4,7 +4,7 @@
 
 use fastpath_common::IPPROTO_TCP;
 
-use super::{Error, Result, checksum, ipv4::Ipv4Addr};
+use super::{Error, Result, checksum, ipv4::Ipv4Addr, udp::ChecksumStatus};
 
 mod field {
     pub const SRC_PORT: usize = 0;
@@ -230,6 +230,22 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
+    /// Judges the checksum as `UdpPacket::check` does: a kernel peer on a veth with TX
+    /// offload leaves only the pseudo-header sum in the field (CHECKSUM_PARTIAL).
+    pub fn check(&self, src: Ipv4Addr, dst: Ipv4Addr) -> ChecksumStatus {
+        let d = self.buffer.as_ref();
+        let Ok(len) = u16::try_from(d.len()) else {
+            return ChecksumStatus::Bad;
+        };
+        let pseudo = checksum::pseudo_header_v4(src, dst, IPPROTO_TCP, len);
+        if checksum::fold(pseudo + checksum::sum(d)) == 0xffff {
+            ChecksumStatus::Valid
+        } else if self.u16_at(field::CHECKSUM) == checksum::fold(pseudo) {
+            ChecksumStatus::Partial
+        } else {
+            ChecksumStatus::Bad
+        }
+    }
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let d = self.buffer.as_ref();
         let Ok(len) = u16::try_from(d.len()) else {
@@ -257,6 +273,11 @@ impl TcpRepr {
         if !p.verify_checksum(src, dst) {
             return Err(Error::Checksum);
         }
+        Self::parse_unverified(p)
+    }
+
+    /// `parse` for a caller that judged the checksum itself (see `TcpPacket::check`).
+    pub fn parse_unverified<T: AsRef<[u8]>>(p: &TcpPacket<T>) -> Result<Self> {
         Ok(Self {
             src_port: p.src_port(),
             dst_port: p.dst_port(),

@@ -229,6 +229,14 @@ macro_rules! counters {
             pub fn add(&mut self, other: &Counters) {
                 $(self.$name = self.$name.wrapping_add(other.$name);)*
             }
+
+            /// Every counter's name, in the order `values` gives them (for publishing).
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// Every counter's value, in the order of `NAMES`.
+            pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
+                [$(self.$name),*].into_iter()
+            }
         }
     };
 }
