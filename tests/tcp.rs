@@ -41,11 +41,13 @@ fn connect(pair: &VethPair) -> TcpStream {
         TcpStream::connect_timeout(&to, Duration::from_secs(5))
     })
     .unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+    // Generous: with a thousand connections on a loaded 2-core CI machine, a lost segment's
+    // retransmission backs off for seconds; a stall that outlasts this is a failure.
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
+        .set_write_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream
 }

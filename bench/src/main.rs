@@ -47,6 +47,16 @@ enum Command {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
         duration: u64,
     },
+    /// Plot a congestion window over time against RFC 9438's curve, from the CSV that
+    /// `cargo run -p fastpath --example cwnd_trace` writes.
+    PlotCwnd {
+        /// The CSV (seconds,cwnd_segments,w_cubic_segments).
+        #[arg(long)]
+        csv: PathBuf,
+        /// The SVG to write (a PNG beside it where rsvg-convert is installed).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// (internal) the kernel-stack UDP echo server, run inside the server namespace.
     #[command(hide = true)]
     KernelEcho {
@@ -180,6 +190,15 @@ fn main() -> ExitCode {
             limit,
         } => kernel_echo::serve(addr, port, cpu, Duration::from_secs(limit)),
         Command::Demo { duration } => demo(duration, &stop),
+        Command::PlotCwnd { csv, out } => {
+            fastpath_bench::report::plot_cwnd(&csv, &out).map(|png| {
+                println!(
+                    "wrote {}{}",
+                    out.display(),
+                    png.map_or(String::new(), |p| format!(" and {}", p.display()))
+                );
+            })
+        }
         Command::UdpPingpong(c) => one(ScenarioKind::UdpPingpong, c, &stop),
         Command::UdpFlood(c) => one(ScenarioKind::UdpFlood, c, &stop),
         Command::Ceiling(c) => one(ScenarioKind::Ceiling, c, &stop),

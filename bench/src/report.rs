@@ -310,6 +310,82 @@ pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::R
     Ok(())
 }
 
+/// A congestion window over time (CSV rows `seconds,cwnd_segments,w_cubic_segments`, as
+/// `cargo run -p fastpath --example cwnd_trace` writes them) against RFC 9438's curve.
+/// Writes `out` (SVG) and, where rsvg-convert is, a PNG beside it.
+pub fn plot_cwnd(csv: &Path, out: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let text = std::fs::read_to_string(csv)?;
+    let mut cwnd = Vec::new();
+    let mut curve: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut last_w_max_row: Option<f64> = None;
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (Some(t), Some(w)) = (
+            fields.first().and_then(|f| f.parse::<f64>().ok()),
+            fields.get(1).and_then(|f| f.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        cwnd.push((t, w));
+        match fields.get(2).and_then(|f| f.parse::<f64>().ok()) {
+            Some(c) => {
+                // A new epoch when the curve jumps down: start a new line.
+                if last_w_max_row.is_none_or(|prev| c < prev - 1.0) || curve.is_empty() {
+                    curve.push(Vec::new());
+                }
+                if let Some(line) = curve.last_mut() {
+                    line.push((t, c));
+                }
+                last_w_max_row = Some(c);
+            }
+            None => last_w_max_row = None,
+        }
+    }
+    anyhow::ensure!(!cwnd.is_empty(), "{} has no rows", csv.display());
+    let t_max = cwnd.iter().map(|p| p.0).fold(0.0, f64::max);
+    let w_max = cwnd.iter().map(|p| p.1).fold(0.0, f64::max) * 1.15;
+    let root = SVGBackend::new(out, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "CUBIC in the TCP simulator: cwnd against RFC 9438's W_cubic(t)",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .margin_right(40)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..t_max, 0.0..w_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s, virtual)")
+        .y_desc("window (segments)")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(cwnd, BLUE.stroke_width(2)))?
+        .label("cwnd (fastpath's CUBIC)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    for (i, line) in curve.into_iter().enumerate() {
+        let series = chart.draw_series(LineSeries::new(
+            line.into_iter().filter(|(_, c)| *c >= 0.0 && *c <= w_max),
+            RED.stroke_width(1),
+        ))?;
+        if i == 0 {
+            series
+                .label("W_cubic(t) = C(t-K)^3 + W_max from each reduction")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(1)));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(svg_to_png(out))
+}
+
 /// x = 1/(1-p) back to "90%", "99.9%".
 fn percentile_label(x: f64) -> String {
     let p = 100.0 * (1.0 - 1.0 / x);
