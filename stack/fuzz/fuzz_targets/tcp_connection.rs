@@ -25,7 +25,9 @@ struct Input<'a>(&'a [u8]);
 
 impl Input<'_> {
     fn u8(&mut self) -> u8 {
-        let Some((&b, rest)) = self.0.split_first() else { return 0 };
+        let Some((&b, rest)) = self.0.split_first() else {
+            return 0;
+        };
         self.0 = rest;
         b
     }
@@ -91,7 +93,11 @@ impl Harness {
             window_scale: bits & 4 != 0,
             nagle: bits & 8 != 0,
             delayed_ack: (bits & 16 != 0).then_some(Duration::from_millis(40)),
-            congestion: if bits & 32 != 0 { Algorithm::NewReno } else { Algorithm::Cubic },
+            congestion: if bits & 32 != 0 {
+                Algorithm::NewReno
+            } else {
+                Algorithm::Cubic
+            },
             min_rto: Duration::from_millis(5),
             max_syn_retries: 3,
             max_retransmits: 4,
@@ -113,7 +119,10 @@ impl Harness {
             window_scale: (syn && self.config.window_scale).then_some(7),
             sack_permitted: syn && self.config.sack,
             sack_blocks: [None; 4],
-            timestamp: self.config.timestamps.then_some((self.peer_ts, self.our_ts)),
+            timestamp: self
+                .config
+                .timestamps
+                .then_some((self.peer_ts, self.our_ts)),
         }
     }
 
@@ -128,14 +137,17 @@ impl Harness {
             window: 65535,
             options: self.peer_options(flags & flags::SYN != 0),
         };
-        let payload = (0..payload_len as u32).map(|i| peer_byte(self.peer_nxt.wrapping_add(i))).collect();
+        let payload = (0..payload_len as u32)
+            .map(|i| peer_byte(self.peer_nxt.wrapping_add(i)))
+            .collect();
         (header, payload)
     }
 
     fn deliver(&mut self, header: TcpRepr, payload: &[u8]) {
         self.peer_ts = self.peer_ts.wrapping_add(1);
         let was_syn_sent = self.c.state() == State::SynSent;
-        self.c.handle_segment(self.now, &Segment { header, payload }, &mut self.counters);
+        self.c
+            .handle_segment(self.now, &Segment { header, payload }, &mut self.counters);
         // In SYN-SENT, an acceptable SYN-ACK fixes the peer's ISN.
         if was_syn_sent && self.c.state() != State::SynSent && header.flags & flags::SYN != 0 {
             self.irs = Some(header.seq);
@@ -146,7 +158,10 @@ impl Harness {
     /// Everything the connection sends now, checked.
     fn drain(&mut self) {
         for _ in 0..10_000 {
-            let Some(t) = self.c.poll_transmit(self.now, &mut self.payload, &mut self.counters) else {
+            let Some(t) = self
+                .c
+                .poll_transmit(self.now, &mut self.payload, &mut self.counters)
+            else {
                 self.check();
                 return;
             };
@@ -166,7 +181,10 @@ impl Harness {
                 );
                 // The payload is what was written at those offsets.
                 for (i, &b) in self.payload[..t.payload_len].iter().enumerate() {
-                    let offset = start.wrapping_add(syn).wrapping_sub(1).wrapping_add(i as u32);
+                    let offset = start
+                        .wrapping_add(syn)
+                        .wrapping_sub(1)
+                        .wrapping_add(i as u32);
                     assert_eq!(b, our_byte(offset), "byte {offset} sent wrong");
                 }
                 if end.wrapping_sub(self.our_max.wrapping_sub(self.iss)) as i32 > 0 {
@@ -184,7 +202,10 @@ impl Harness {
         let info = self.c.info();
         assert!(info.send_queued <= self.config.send_buffer, "{info:?}");
         assert!(info.recv_queued <= self.config.recv_buffer, "{info:?}");
-        assert!(info.out_of_order <= self.config.max_out_of_order, "{info:?}");
+        assert!(
+            info.out_of_order <= self.config.max_out_of_order,
+            "{info:?}"
+        );
         // The unacknowledged sequence space holds at most the buffered bytes, a SYN and
         // a FIN (a closed connection has dropped its buffers, not its numbers).
         if info.state != State::Closed {
@@ -203,7 +224,11 @@ impl Harness {
         while let Some(at) = self.c.poll_timeout().filter(|&at| at <= until) {
             if at <= self.now {
                 same_instant += 1;
-                assert!(same_instant < 1_000, "the timer keeps falling due at {:?}", self.now);
+                assert!(
+                    same_instant < 1_000,
+                    "the timer keeps falling due at {:?}",
+                    self.now
+                );
             } else {
                 same_instant = 0;
                 self.now = at;
@@ -215,7 +240,9 @@ impl Harness {
     }
 
     fn write(&mut self, n: usize) {
-        let data: Vec<u8> = (0..n as u32).map(|i| our_byte(self.written.wrapping_add(i))).collect();
+        let data: Vec<u8> = (0..n as u32)
+            .map(|i| our_byte(self.written.wrapping_add(i)))
+            .collect();
         let accepted = self.c.write(&data);
         assert!(accepted <= n);
         self.written = self.written.wrapping_add(accepted as u32);
@@ -227,8 +254,16 @@ impl Harness {
         assert!(got <= n);
         if let Some(irs) = self.irs {
             for (i, &b) in buf[..got].iter().enumerate() {
-                let seq = irs.wrapping_add(1).wrapping_add(self.read).wrapping_add(i as u32);
-                assert_eq!(b, peer_byte(seq), "read byte {} wrong", self.read as usize + i);
+                let seq = irs
+                    .wrapping_add(1)
+                    .wrapping_add(self.read)
+                    .wrapping_add(i as u32);
+                assert_eq!(
+                    b,
+                    peer_byte(seq),
+                    "read byte {} wrong",
+                    self.read as usize + i
+                );
             }
         }
         self.read = self.read.wrapping_add(got as u32);
@@ -240,7 +275,12 @@ impl Harness {
     fn start(target: u8, config: TcpConfig, initial_data: usize) -> Harness {
         let passive = matches!(target, 1 | 3);
         let mut h = Harness {
-            c: Connection::connect(&config, Self::endpoints(), SeqNumber(OUR_ISN), Instant::ZERO),
+            c: Connection::connect(
+                &config,
+                Self::endpoints(),
+                SeqNumber(OUR_ISN),
+                Instant::ZERO,
+            ),
             config,
             counters: Counters::default(),
             now: Instant::from_millis(1),
@@ -256,7 +296,16 @@ impl Harness {
         };
         if passive {
             let (syn, _) = h.peer_segment(flags::SYN, 0, 0);
-            h.c = Connection::accept_syn(&h.config, Self::endpoints(), &Segment { header: syn, payload: &[] }, SeqNumber(OUR_ISN), h.now);
+            h.c = Connection::accept_syn(
+                &h.config,
+                Self::endpoints(),
+                &Segment {
+                    header: syn,
+                    payload: &[],
+                },
+                SeqNumber(OUR_ISN),
+                h.now,
+            );
             h.irs = Some(PEER_ISN);
             h.peer_nxt = PEER_ISN.wrapping_add(1);
             h.drain();
@@ -306,7 +355,11 @@ impl Harness {
                     h.deliver(fin, &[]);
                     h.peer_nxt = h.peer_nxt.wrapping_add(1);
                     h.drain();
-                    let want = if target == 9 { State::TimeWait } else { State::Closing };
+                    let want = if target == 9 {
+                        State::TimeWait
+                    } else {
+                        State::Closing
+                    };
                     assert_eq!(h.c.state(), want);
                 }
             }
@@ -333,12 +386,14 @@ impl Harness {
         let seq = if mode & 1 != 0 {
             input.u32()
         } else {
-            self.peer_nxt.wrapping_add(i32::from(input.u16() as i16) as u32)
+            self.peer_nxt
+                .wrapping_add(i32::from(input.u16() as i16) as u32)
         };
         let ack = if mode & 2 != 0 {
             input.u32()
         } else {
-            self.our_max.wrapping_add(i32::from(input.u16() as i16) as u32)
+            self.our_max
+                .wrapping_add(i32::from(input.u16() as i16) as u32)
         };
         let flags = input.u8();
         let window = input.u16();
@@ -352,8 +407,14 @@ impl Harness {
             timestamp: None,
         };
         if opt & 8 != 0 {
-            let val = self.peer_ts.wrapping_add(i32::from(input.u8() as i8) as u32);
-            let ecr = if opt & 16 != 0 { input.u32() } else { self.our_ts };
+            let val = self
+                .peer_ts
+                .wrapping_add(i32::from(input.u8() as i8) as u32);
+            let ecr = if opt & 16 != 0 {
+                input.u32()
+            } else {
+                self.our_ts
+            };
             options.timestamp = Some((val, ecr));
         }
         let blocks = usize::from(opt >> 5) % 5;
@@ -361,10 +422,20 @@ impl Harness {
             let left = self.our_max.wrapping_sub(u32::from(input.u16()));
             *block = Some((left, left.wrapping_add(u32::from(input.u16() % 4096))));
         }
-        let header = TcpRepr { src_port: 80, dst_port: 40000, seq, ack, flags, window, options };
+        let header = TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq,
+            ack,
+            flags,
+            window,
+            options,
+        };
         // Data follows the SYN's sequence number, if it has one.
         let data_seq = seq.wrapping_add(u32::from(flags & flags::SYN != 0));
-        let payload: Vec<u8> = (0..len as u32).map(|i| peer_byte(data_seq.wrapping_add(i))).collect();
+        let payload: Vec<u8> = (0..len as u32)
+            .map(|i| peer_byte(data_seq.wrapping_add(i)))
+            .collect();
         // A segment the peer sends in order moves its next sequence number on.
         if seq == self.peer_nxt {
             let syn = u32::from(flags & flags::SYN != 0);
