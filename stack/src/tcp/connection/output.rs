@@ -351,7 +351,15 @@ impl Connection {
         let data_end = self.data_start() + self.send.len() as u32;
         let seq = self.snd_una;
         let has_data = data_end > seq;
-        if self.snd_wnd != 0 || !(has_data || self.fin_queued) || self.snd_nxt != self.snd_una {
+        // Our FIN acknowledged (FIN-WAIT-2, TIME-WAIT): nothing is left to probe with, and a
+        // FIN past the acknowledged one would be a byte that never existed (found by the
+        // tcp_connection fuzz target).
+        let fin_acked = matches!(self.state, super::State::FinWait2 | super::State::TimeWait);
+        if self.snd_wnd != 0
+            || !(has_data || self.fin_queued)
+            || self.snd_nxt != self.snd_una
+            || (fin_acked && !has_data)
+        {
             return None;
         }
         self.retries += 1;
