@@ -310,6 +310,15 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "the loom model check ran no test: `cargo test --lib loom` under `--cfg loom` matched nothing"
         );
     }
+    step("TCP simulation: 100 seeds of every scenario, in release (a failing seed is printed)");
+    let passed = run_counting_tests(
+        cargo()
+            .args(["test", "-p", "fastpath", "--release", "--lib", "tcp::sim"])
+            .env("FASTPATH_SIM_SEEDS", "100"),
+    )?;
+    if passed == 0 {
+        bail!("the TCP simulation ran no test: `cargo test --lib tcp::sim` matched nothing");
+    }
     fuzz(5, &[])
 }
 
@@ -351,6 +360,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "wire_udp",
     "wire_tcp",
     "echo_frame",
+    "tcp_connection",
 ];
 
 /// Builds every fuzz target, then runs each (or the named ones) for `seconds`.
