@@ -127,7 +127,7 @@ fn transfers_over_a_lossy_duplicating_corrupting_reordering_path_come_back_byte_
         sum_in(&s, "fast_retransmits") > 0,
         "no fast retransmit: {s}"
     );
-    assert_eq!(sum_in(&s, "tcp_conns_opened"), 4);
+    assert_eq!(sum_in(&s, "tcp_conns_opened"), 3);
     eprintln!(
         "fastpath: retransmits {} fast {} timeouts {} dsack {} ooo_overflow {}",
         sum_in(&s, "retransmits"),
@@ -140,11 +140,34 @@ fn transfers_over_a_lossy_duplicating_corrupting_reordering_path_come_back_byte_
     // Back to idle, the impairment still on: the last FIN/ACK exchanges may need
     // retransmissions of their own (RTO backoff: generous).
     assert_idle(&fastpath, Duration::from_secs(30));
-    assert_eq!(sum_counter(&fastpath, "tcp_conns_closed"), 4);
+    assert_eq!(sum_counter(&fastpath, "tcp_conns_closed"), 3);
     drop(tc);
     assert!(
         !fastpath.log_text().contains("panic"),
         "{}",
         fastpath.log_text()
     );
+}
+
+/// 64 MiB over the same path. Found stalling: on the first runs the kernel client's write
+/// blocked for 60 s at ~15 MiB (16 MiB had completed in under 2 s on the same path), a
+/// stall rather than slowness; left failing until the stack is fixed.
+#[test]
+fn a_64_mib_transfer_over_the_impaired_path_does_not_stall() {
+    let pair = veth_pair(VethConfig {
+        peer_tx_checksum: false,
+        ..VethConfig::default()
+    });
+    let fastpath = start_tcp_echo(&pair, PORT, &["--impair", IMPAIR]);
+    let _tc = TcImpair::attach(
+        &pair.client,
+        TcRates::none()
+            .loss(2.0)
+            .duplicate(1.0)
+            .corrupt(0.1)
+            .only_tcp(PORT),
+    )
+    .unwrap_or_else(|e| panic!("attach the tc impairment: {e:#}"));
+    transfer(&fastpath, &pair, 64 << 20, 4);
+    assert_idle(&fastpath, Duration::from_secs(30));
 }
