@@ -115,6 +115,12 @@ impl Listener {
             // "Any other control or text-bearing segment ... drop it and return."
             return ListenerAction::Ignore;
         }
+        if h.flags & flags::FIN != 0 {
+            // SYN+FIN makes no sense (a scanner's probe): Linux discards it in LISTEN, and
+            // so do we, rather than open a connection for it.
+            counters.bad_options += 1;
+            return ListenerAction::Ignore;
+        }
         if self.accept_queue.len() >= self.backlog {
             // Linux drops SYNs while the accept queue is full: the application is behind,
             // and the client will retry.
