@@ -112,12 +112,40 @@ fn transfer(stack: &Stack, n: SocketNumber, len: u64, seed: u64) {
     let _ = stack.tcp_close(n);
 }
 
+/// In-process, the runtime reads this namespace's interfaces under /sys: give this thread
+/// (and the threads it starts) a mount namespace with a sysfs of its network namespace, as
+/// `ip netns exec` does for a process.
+fn own_sysfs() {
+    // Safety: plain syscalls on constant C strings; they affect only this thread's mounts.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare(CLONE_NEWNS)");
+        let none = c"none".as_ptr();
+        libc::mount(
+            none,
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
+        libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH);
+        let rc = libc::mount(
+            c"sysfs".as_ptr(),
+            c"/sys".as_ptr(),
+            c"sysfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        );
+        assert_eq!(rc, 0, "mount sysfs: {}", std::io::Error::last_os_error());
+    }
+}
+
 #[test]
 fn fastpath_connects_to_a_kernel_echo_and_gets_every_byte_back() {
     let pair = veth_pair(VethConfig::default());
     let sizes: [u64; 4] = [1, 1024, 1 << 20, 64 << 20];
     let server = kernel_echo(&pair, sizes.len());
     let (before, after) = VethPair::in_netns(&pair.server, || {
+        own_sysfs();
         let before = std::fs::read_to_string(RESERVED).unwrap();
         let runtime = Runtime::start(StackConfig::new(&pair.server.iface))
             .unwrap_or_else(|e| panic!("runtime: {e:#}"));
@@ -146,6 +174,7 @@ fn a_zero_timeout_would_block_and_a_stopped_runtime_answers() {
     let pair = veth_pair(VethConfig::default());
     let server = kernel_echo(&pair, 1);
     VethPair::in_netns(&pair.server, || {
+        own_sysfs();
         let runtime = Runtime::start(StackConfig::new(&pair.server.iface))
             .unwrap_or_else(|e| panic!("runtime: {e:#}"));
         let stack = runtime.stack().clone();
