@@ -156,7 +156,7 @@ fn fastpath_connects_to_a_kernel_echo_and_gets_every_byte_back() {
         for (i, &len) in sizes.iter().enumerate() {
             let n = stack
                 .tcp_connect(remote, Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("connect to {remote}: {e}"));
+                .unwrap_or_else(|e| panic!("connection {i}: connect to {remote}: {e}"));
             transfer(&stack, n, len, i as u64 + 1);
         }
         runtime

@@ -546,8 +546,6 @@ impl TcpEngine {
         slot.accept_into = None;
         slot.rule = rule;
         self.io.bump(TcpIoCounter::ConnectionsOpened);
-        *op.number.lock().unwrap_or_else(|p| p.into_inner()) = Some(number);
-        op.complete(0);
         self.settle(
             now,
             ConnRef {
@@ -557,6 +555,9 @@ impl TcpEngine {
             timers,
             tx,
         );
+        // Answered once the snapshot says SYN-SENT (the caller waits on it).
+        *op.number.lock().unwrap_or_else(|p| p.into_inner()) = Some(number);
+        op.complete(0);
     }
 
     /// A thread's read, write, shutdown or close of connection `number`: copies straight
