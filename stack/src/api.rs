@@ -75,6 +75,18 @@ pub enum ApiError {
     NotUdp(SocketNumber),
     #[error("socket {0} is a TCP connection: its worker ends it (close the listener instead)")]
     NotClosable(SocketNumber),
+    #[error("would block")]
+    WouldBlock,
+    #[error("the runtime stopped")]
+    Stopped,
+    #[error("no local port left for an active open")]
+    NoPort,
+    #[error("the connection was refused, reset or timed out")]
+    Refused,
+    #[error("connection {0} is gone (reset, timed out or closed)")]
+    ConnectionGone(SocketNumber),
+    #[error("socket {0} is not a TCP connection")]
+    NotTcpConnection(SocketNumber),
     #[error("steering: {0}")]
     Steer(#[from] crate::steer::SteerError),
 }
@@ -160,15 +172,46 @@ impl Stack {
         backlog: usize,
         handler: Arc<dyn TcpHandler>,
     ) -> Result<SocketNumber, ApiError> {
-        if local.port() == 0 {
-            return Err(ApiError::BadAddress(local));
-        }
+        let config = self.tcp_config();
+        self.listen_with(
+            local,
+            Arc::new(TcpListenerSocket::new(config, backlog, handler)),
+        )
+    }
+
+    /// Listens for TCP connections on `local` for threads: each established connection
+    /// waits (up to `depth` of them) for [`Stack::tcp_accept`].
+    pub fn tcp_listen_queued(
+        &self,
+        local: SocketAddrV4,
+        backlog: usize,
+        depth: usize,
+    ) -> Result<SocketNumber, ApiError> {
+        let config = self.tcp_config();
+        self.listen_with(
+            local,
+            Arc::new(TcpListenerSocket::queued(config, backlog, depth)),
+        )
+    }
+
+    /// The settings new connections start with (the MSS from the link).
+    pub(crate) fn tcp_config(&self) -> TcpConfig {
         let mut config = TcpConfig::default();
         if let Some(link) = &self.host.link {
             // RFC 6691: the MSS is the link MTU less the IPv4 and TCP headers.
             config.mss = link.mtu.saturating_sub(40).clamp(536, u32::from(u16::MAX)) as u16;
         }
-        let socket = Arc::new(TcpListenerSocket::new(config, backlog, handler));
+        config
+    }
+
+    fn listen_with(
+        &self,
+        local: SocketAddrV4,
+        socket: Arc<TcpListenerSocket>,
+    ) -> Result<SocketNumber, ApiError> {
+        if local.port() == 0 {
+            return Err(ApiError::BadAddress(local));
+        }
         let tuple = FourTuple::bound(Protocol::Tcp, local);
         let number = self
             .host

@@ -291,6 +291,14 @@ impl Demux {
                     self.handle_forwarded(now, &frame, tx);
                     let _ = self.host.tx_pool.push(frame);
                 }
+                Command::TcpConnect(request) => {
+                    self.tcp
+                        .connect(now, request, &mut Timers(&mut self.timers), tx);
+                }
+                Command::TcpOp { number, kind, op } => {
+                    self.tcp
+                        .api_op(now, number, kind, &op, &mut Timers(&mut self.timers), tx);
+                }
                 Command::UdpSend(req) => {
                     let header = udp::FrameHeader {
                         src_mac: self.link.mac,

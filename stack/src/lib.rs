@@ -30,6 +30,7 @@ pub mod steer;
 pub mod system;
 pub mod table;
 pub mod tcp;
+pub mod tcp_api;
 pub mod tcp_socket;
 pub mod time;
 pub mod timer;

@@ -124,6 +124,10 @@ struct EchoArgs {
     /// A connected echo socket: local PORT, answering only REMOTE (IP:PORT). Repeatable.
     #[arg(long = "udp-peer", value_name = "PORT=IP:PORT", value_parser = parse_peer)]
     udp_peer: Vec<(u16, SocketAddrV4)>,
+    /// TCP echo served from ordinary threads through the any-thread API (accept, then a
+    /// read/write loop per connection on its own thread). Repeatable.
+    #[arg(long = "tcp-thread", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    tcp_thread: Vec<u16>,
     /// Echo on PORT from an ordinary thread through the thread-safe socket API
     /// (recv_from/send_to) instead of on the workers. Repeatable.
     #[arg(long = "udp-thread", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -415,6 +419,7 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
         && args.tcp.is_empty()
         && args.udp_peer.is_empty()
         && args.udp_thread.is_empty()
+        && args.tcp_thread.is_empty()
         && args.udp_sink.is_empty()
     {
         anyhow::bail!(
@@ -494,6 +499,20 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
                 .spawn(move || thread_echo(&stack, n, &stop))?,
         );
     }
+    for &port in &args.tcp_thread {
+        let n = stack.tcp_listen_queued(
+            SocketAddrV4::new(addr, port),
+            args.tcp_backlog as usize,
+            1024,
+        )?;
+        served.push(format!("socket {n}: tcp {addr}:{port} echo from threads"));
+        let (stack, stop) = (stack.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("accept-{port}"))
+                .spawn(move || tcp_thread_accept(&stack, n, &stop))?,
+        );
+    }
     if reflect {
         served.push("reflect: every steered frame bounced back (no stack)".into());
     }
@@ -508,6 +527,56 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
     }
     log::info!("{summary}");
     Ok(())
+}
+
+/// The any-thread TCP API in use: accept connections, each served by its own thread.
+fn tcp_thread_accept(stack: &Stack, listener: SocketNumber, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match stack.tcp_accept(listener, Duration::from_millis(100)) {
+            Ok(n) => {
+                let stack = stack.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("tcp-echo-{n}"))
+                    .spawn(move || tcp_thread_echo(&stack, n));
+                if let Err(e) = spawned {
+                    log::warn!("socket {n}: no thread to serve it: {e}");
+                }
+            }
+            Err(fastpath::api::ApiError::TimedOut) => {}
+            Err(e) => {
+                log::warn!("socket {listener}: accept: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads and writes back until the peer's FIN, then closes.
+fn tcp_thread_echo(stack: &Stack, n: SocketNumber) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let idle = Duration::from_secs(60);
+    loop {
+        let got = match stack.tcp_read(n, &mut buf, idle) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) => {
+                log::debug!("socket {n}: read: {e}");
+                break;
+            }
+        };
+        let mut off = 0;
+        while off < got {
+            match stack.tcp_write(n, &buf[off..got], idle) {
+                Ok(w) => off += w,
+                Err(e) => {
+                    log::debug!("socket {n}: write: {e}");
+                    let _ = stack.tcp_close(n);
+                    return;
+                }
+            }
+        }
+    }
+    let _ = stack.tcp_close(n);
 }
 
 /// The thread-safe API in use: take each datagram from the socket's queue, send it back.

@@ -87,12 +87,75 @@ pub struct Runtime {
     state: Arc<ControlState>,
     control_path: PathBuf,
     pcap: Option<JoinHandle<()>>,
+    /// Keeps `tcp_api::ACTIVE_PORTS` in `ip_local_reserved_ports` until the runtime ends.
+    _ports: ReservedPorts,
+}
+
+const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+const LOCAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The active-open port range added to this network namespace's
+/// `net.ipv4.ip_local_reserved_ports`, so the kernel never picks one of them for its own
+/// sockets; the previous value comes back on drop.
+pub struct ReservedPorts {
+    previous: String,
+}
+
+impl ReservedPorts {
+    pub fn reserve() -> anyhow::Result<Self> {
+        let range = crate::tcp_api::ACTIVE_PORTS;
+        let previous = std::fs::read_to_string(RESERVED_PORTS)
+            .with_context(|| format!("reading {RESERVED_PORTS}"))?
+            .trim()
+            .to_string();
+        if let Ok(local) = std::fs::read_to_string(LOCAL_PORT_RANGE) {
+            let bounds: Vec<u16> = local
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if let [low, high] = bounds[..]
+                && low <= *range.end()
+                && *range.start() <= high
+            {
+                log::info!(
+                    "ports {}-{} overlap ip_local_port_range {low}-{high}: reserved for fastpath's active opens",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        let ours = format!("{}-{}", range.start(), range.end());
+        let value = if previous.is_empty() {
+            ours
+        } else {
+            format!("{previous},{ours}")
+        };
+        std::fs::write(RESERVED_PORTS, &value).with_context(|| {
+            format!(
+                "cannot reserve ports {}-{} for TCP active opens: writing {RESERVED_PORTS} (needs root in this network namespace)",
+                range.start(),
+                range.end()
+            )
+        })?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for ReservedPorts {
+    fn drop(&mut self) {
+        // An empty write is refused; a newline clears the list.
+        let value = format!("{}\n", self.previous);
+        if let Err(e) = std::fs::write(RESERVED_PORTS, value) {
+            log::warn!("restoring {RESERVED_PORTS} to {:?}: {e}", self.previous);
+        }
+    }
 }
 
 impl Runtime {
     pub fn start(cfg: StackConfig) -> anyhow::Result<Self> {
         let ifindex = system::ifindex(&cfg.iface)?;
         system::check_privileges()?;
+        let ports = ReservedPorts::reserve()?;
         let available = system::rx_queue_count(&cfg.iface);
         let queues = cfg.queues.unwrap_or(available);
         if queues > available {
@@ -213,6 +276,7 @@ impl Runtime {
             state,
             control_path,
             pcap,
+            _ports: ports,
         })
     }
 
@@ -244,11 +308,18 @@ impl Runtime {
         // Workers sleep until a frame, a deadline or a wake-up: wake them to see the flag.
         self.stack.host().wake_all();
         let mut ledger_errors = 0;
+        let mut panicked = false;
         for h in self.workers {
             match h.join() {
                 Ok(socket) => ledger_errors += socket.ledger_errors(),
-                Err(_) => bail!("a worker panicked"),
+                Err(_) => panicked = true,
             }
+        }
+        // Commands the workers left in their mailboxes, and any posted from now on, are
+        // answered here: no thread stays blocked on a worker that is gone.
+        self.stack.host().stop_and_answer();
+        if panicked {
+            bail!("a worker panicked");
         }
         let report = self.state.report();
         let _ = self.control.join();

@@ -169,6 +169,31 @@ pub enum Command {
     /// A TCP segment that arrived on another worker than its connection's owner: the whole
     /// frame, in a buffer from `Host::tx_pool` (give it back when done).
     TcpSegment(Vec<u8>),
+    /// Open a connection from a thread (`Stack::tcp_connect`).
+    TcpConnect(Box<crate::tcp_api::ConnectRequest>),
+    /// A thread's read, write, shutdown or close of a connection this worker owns.
+    TcpOp {
+        number: crate::table::SocketNumber,
+        kind: crate::tcp_api::OpKind,
+        op: Arc<crate::tcp_api::Op>,
+    },
+}
+
+impl Command {
+    /// Answers a command nobody will run (the runtime stopped): frees what it holds and
+    /// wakes the thread waiting for it.
+    pub fn answer_stopped(self, host: &Host) {
+        match self {
+            Command::UdpSend(req) => {
+                let _ = host.tx_pool.push(req.payload);
+            }
+            Command::TcpSegment(buf) => {
+                let _ = host.tx_pool.push(buf);
+            }
+            Command::TcpConnect(req) => req.op.complete(crate::tcp_api::STOPPED),
+            Command::TcpOp { op, .. } => op.complete(crate::tcp_api::STOPPED),
+        }
+    }
 }
 
 /// A worker's incoming commands and the eventfd that wakes it.
@@ -192,6 +217,10 @@ pub struct Host {
     /// Picks the worker that sends a destination's datagrams (fixed seed: one destination,
     /// one worker, for the life of the process).
     flow_hash: foldhash::fast::FixedState,
+    /// Set once the workers stop: commands posted since are answered by whoever drains.
+    stopped: std::sync::atomic::AtomicBool,
+    /// The next local port to try for an active open.
+    next_port: std::sync::atomic::AtomicU32,
 }
 
 impl Host {
@@ -221,6 +250,8 @@ impl Host {
             tx_pool,
             rx_checksum,
             flow_hash: foldhash::fast::FixedState::with_seed(0x6661_7374_7061_7468),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            next_port: std::sync::atomic::AtomicU32::new(std::process::id()),
         })
     }
 
@@ -251,6 +282,54 @@ impl Host {
             (self.flow_hash.hash_one((dst.ip().octets(), dst.port())) % self.workers() as u64)
                 as usize
         }) % self.workers()
+    }
+
+    /// The worker that owns a new active connection to `remote` (by hashing it).
+    pub fn worker_for_remote(&self, remote: SocketAddrV4) -> usize {
+        (self
+            .flow_hash
+            .hash_one((remote.ip().octets(), remote.port()))
+            % self.workers() as u64) as usize
+    }
+
+    /// A local port of `tcp_api::ACTIVE_PORTS` no connection to `remote` uses.
+    pub fn pick_active_port(&self, addr: Ipv4Addr, remote: SocketAddrV4) -> Option<SocketAddrV4> {
+        let range = crate::tcp_api::ACTIVE_PORTS;
+        let span = u32::from(range.end() - range.start()) + 1;
+        for _ in 0..span {
+            let k = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
+            let local = SocketAddrV4::new(addr, range.start() + k as u16);
+            let taken = self
+                .table
+                .lookup_with(crate::table::Protocol::Tcp, local, remote, |e| {
+                    e.tuple.is_connected()
+                })
+                .unwrap_or(false);
+            if !taken {
+                return Some(local);
+            }
+        }
+        None
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The workers are gone: answers every command in every mailbox, and every command
+    /// posted from now on (its poster drains after posting).
+    pub fn stop_and_answer(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.answer_stopped();
+    }
+
+    /// Answers what waits in the mailboxes (after the workers stopped).
+    pub fn answer_stopped(&self) {
+        for m in self.mailboxes.iter() {
+            while let Some(command) = m.queue.pop() {
+                command.answer_stopped(self);
+            }
+        }
     }
 
     /// Puts `command` in `worker`'s mailbox and wakes it; gives it back when full.

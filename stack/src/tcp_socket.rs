@@ -14,13 +14,16 @@ use std::{
     },
 };
 
+use crossbeam_queue::ArrayQueue;
 use fastpath_common::{IPPROTO_TCP, layout::ETHERTYPE_IPV4};
 
 use crate::{
     counter_set,
     counters::Counters,
     steer::RuleGuard,
+    table::SocketNumber,
     tcp::{Connection, ConnectionInfo, Event, IsnKeys, State, TcpConfig, Transmit},
+    tcp_api::Signal,
     udp::RxChecksum,
     wire::{
         ethernet::MacAddr,
@@ -99,7 +102,12 @@ pub struct TcpListenerSocket {
     pub config: TcpConfig,
     pub backlog: usize,
     pub keys: IsnKeys,
-    pub handler: Arc<dyn TcpHandler>,
+    /// Serves each connection on its worker; or, when None, the connections wait in
+    /// `accepted` for a thread's `Stack::tcp_accept`.
+    pub handler: Option<Arc<dyn TcpHandler>>,
+    pub accepted: Option<ArrayQueue<SocketNumber>>,
+    /// Bumped when a connection joins `accepted`.
+    pub signal: Signal,
     /// The steering rule this socket holds; released on close.
     pub(crate) rule: Mutex<Option<RuleGuard>>,
 }
@@ -110,7 +118,22 @@ impl TcpListenerSocket {
             config,
             backlog,
             keys: IsnKeys::random(),
-            handler,
+            handler: Some(handler),
+            accepted: None,
+            signal: Signal::default(),
+            rule: Mutex::new(None),
+        }
+    }
+
+    /// A listener whose connections a thread accepts (up to `depth` waiting).
+    pub fn queued(config: TcpConfig, backlog: usize, depth: usize) -> Self {
+        Self {
+            config,
+            backlog,
+            keys: IsnKeys::random(),
+            handler: None,
+            accepted: Some(ArrayQueue::new(depth.max(1))),
+            signal: Signal::default(),
             rule: Mutex::new(None),
         }
     }
@@ -123,6 +146,8 @@ pub struct TcpConnectionSocket {
     pub owner: usize,
     pub slot: u32,
     pub generation: u32,
+    /// Bumped on every event of a connection a thread uses (`tcp_api`).
+    pub signal: Signal,
     info: PublishedInfo,
 }
 
@@ -165,6 +190,7 @@ impl TcpConnectionSocket {
             owner,
             slot,
             generation,
+            signal: Signal::default(),
             info: PublishedInfo::default(),
         }
     }

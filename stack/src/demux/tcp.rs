@@ -19,8 +19,10 @@ use std::{
 use crate::{
     counters::{Counters, SharedCounters},
     socket::{Command, Host, Socket},
+    steer::RuleGuard,
     table::{FourTuple, Protocol, SocketNumber},
     tcp::{self, Connection, Endpoints, Event, Listener, ListenerAction, Segment, State},
+    tcp_api::{self, ConnectRequest, Op, OpKind},
     tcp_socket::{
         self, HEADROOM, STATES, SegmentAddrs, TcpConnectionSocket, TcpHandler, TcpIoCounter,
         TcpListenerSocket,
@@ -79,6 +81,12 @@ struct Slot {
     counted: Option<State>,
     /// Waiting in `deferred` for TX room.
     deferred: bool,
+    /// A thread uses it (`tcp_api`): its events bump the shared signal.
+    api: bool,
+    /// The listener whose accept queue it joins once established.
+    accept_into: Option<Arc<TcpListenerSocket>>,
+    /// The steering rule of an active open's local port.
+    rule: Option<RuleGuard>,
 }
 
 struct WorkerListener {
@@ -128,6 +136,8 @@ pub struct TcpEngine {
     /// Connections with segments waiting for TX room, and a spare list to swap with.
     deferred: Vec<ConnRef>,
     deferred_spare: Vec<ConnRef>,
+    /// Keys for the ISNs of active opens.
+    keys: tcp::IsnKeys,
 }
 
 impl TcpEngine {
@@ -147,6 +157,7 @@ impl TcpEngine {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             deferred: Vec::with_capacity(1024),
             deferred_spare: Vec::with_capacity(1024),
+            keys: tcp::IsnKeys::random(),
         }
     }
 
@@ -383,7 +394,7 @@ impl TcpEngine {
         now: Instant,
         conn: Connection,
         listener: SocketNumber,
-        socket: &TcpListenerSocket,
+        socket: &Arc<TcpListenerSocket>,
         addrs: SegmentAddrs,
         timers: &mut dyn ConnTimers,
         tx: &mut dyn FrameSink,
@@ -392,25 +403,7 @@ impl TcpEngine {
         // A cookie's connection is established already, and in the accept queue: the
         // application on the worker takes it now.
         let established = conn.state() == State::Established;
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    conn: None,
-                    generation: 0,
-                    number: None,
-                    shared: None,
-                    handler: None,
-                    listener: None,
-                    timer: None,
-                    deadline: None,
-                    addrs,
-                    counted: None,
-                    deferred: false,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let index = self.alloc_slot(addrs);
         let generation = self.slots[index as usize].generation;
         let shared = Arc::new(TcpConnectionSocket::new(self.worker, index, generation));
         let tuple = FourTuple::connected(Protocol::Tcp, addrs.src, addrs.dst);
@@ -441,7 +434,10 @@ impl TcpEngine {
         slot.conn = Some(conn);
         slot.number = Some(number);
         slot.shared = Some(shared);
-        slot.handler = Some(socket.handler.clone());
+        slot.handler = socket.handler.clone();
+        slot.api = socket.handler.is_none();
+        slot.accept_into = slot.api.then(|| socket.clone());
+        slot.rule = None;
         slot.listener = (!established).then_some(listener);
         slot.timer = None;
         slot.deadline = None;
@@ -458,6 +454,185 @@ impl TcpEngine {
             timers,
             tx,
         );
+    }
+
+    /// A free slot (a new one if none is free).
+    fn alloc_slot(&mut self, addrs: SegmentAddrs) -> u32 {
+        match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    conn: None,
+                    generation: 0,
+                    number: None,
+                    shared: None,
+                    handler: None,
+                    listener: None,
+                    timer: None,
+                    deadline: None,
+                    addrs,
+                    counted: None,
+                    deferred: false,
+                    api: false,
+                    accept_into: None,
+                    rule: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// A thread's active open (`Stack::tcp_connect`): the SYN goes out now; the request's
+    /// op is answered with the new connection's number.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        request: Box<ConnectRequest>,
+        timers: &mut dyn ConnTimers,
+        tx: &mut dyn FrameSink,
+    ) {
+        let ConnectRequest {
+            local,
+            remote,
+            dst_mac,
+            rule,
+            op,
+        } = *request;
+        let addrs = SegmentAddrs {
+            src_mac: self.mac,
+            dst_mac,
+            src: local,
+            dst: remote,
+        };
+        let endpoints = Endpoints {
+            local: SocketAddr::V4(local),
+            remote: SocketAddr::V4(remote),
+        };
+        let mut config = tcp::TcpConfig::default();
+        config.mss = self.max_payload.clamp(536, usize::from(u16::MAX)) as u16;
+        let isn = tcp::isn::isn(&self.keys, &endpoints, now);
+        let mut conn = Connection::connect(&config, endpoints, isn, now);
+        conn.set_ts_offset(tcp::isn::ts_offset(&self.keys, &endpoints));
+        let index = self.alloc_slot(addrs);
+        let generation = self.slots[index as usize].generation;
+        let shared = Arc::new(TcpConnectionSocket::new(self.worker, index, generation));
+        let tuple = FourTuple::connected(Protocol::Tcp, local, remote);
+        let number = match self
+            .host
+            .table
+            .insert(tuple, |_| Socket::TcpConnection(shared.clone()))
+        {
+            Ok(n) => n,
+            Err(e) => {
+                log::debug!("tcp {local} -> {remote}: not opened: {e}");
+                self.io.bump(TcpIoCounter::DropTableFull);
+                self.free.push(index);
+                op.complete(tcp_api::GONE);
+                return;
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(conn);
+        slot.number = Some(number);
+        slot.shared = Some(shared);
+        slot.handler = None;
+        slot.listener = None;
+        slot.timer = None;
+        slot.deadline = None;
+        slot.addrs = addrs;
+        slot.counted = None;
+        slot.deferred = false;
+        slot.api = true;
+        slot.accept_into = None;
+        slot.rule = rule;
+        self.io.bump(TcpIoCounter::ConnectionsOpened);
+        self.settle(
+            now,
+            ConnRef {
+                slot: index,
+                generation,
+            },
+            timers,
+            tx,
+        );
+        // Answered once the snapshot says SYN-SENT (the caller waits on it).
+        *op.number.lock().unwrap_or_else(|p| p.into_inner()) = Some(number);
+        op.complete(0);
+    }
+
+    /// A thread's read, write, shutdown or close of connection `number`: copies straight
+    /// between the caller's buffer and the connection's, then answers `op`.
+    pub fn api_op(
+        &mut self,
+        now: Instant,
+        number: SocketNumber,
+        kind: OpKind,
+        op: &Op,
+        timers: &mut dyn ConnTimers,
+        tx: &mut dyn FrameSink,
+    ) {
+        let at = self
+            .host
+            .table
+            .get(number)
+            .ok()
+            .and_then(|e| match &e.value {
+                Socket::TcpConnection(c) if c.owner == self.worker => Some(ConnRef {
+                    slot: c.slot,
+                    generation: c.generation,
+                }),
+                _ => None,
+            });
+        let Some(conn) = at.and_then(|at| {
+            self.slots
+                .get_mut(at.slot as usize)
+                .filter(|s| s.generation == at.generation)
+                .and_then(|s| s.conn.as_mut())
+        }) else {
+            op.complete(tcp_api::GONE);
+            return;
+        };
+        let result = match kind {
+            OpKind::Read { ptr, len } => {
+                // Safety: the caller's buffer, which it does not touch until `op` is
+                // complete (it blocks in `Op::wait`).
+                let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+                match conn.read(buf) {
+                    0 => match conn.state() {
+                        State::CloseWait | State::LastAck | State::Closing | State::TimeWait => 0,
+                        State::Closed => tcp_api::GONE,
+                        _ => tcp_api::WOULD_BLOCK,
+                    },
+                    n => n as i64,
+                }
+            }
+            OpKind::Write { ptr, len } => {
+                // Safety: as for a read; the caller's bytes stay put until `op` is complete.
+                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+                match conn.write(data) {
+                    0 => match conn.state() {
+                        State::SynSent
+                        | State::SynReceived
+                        | State::Established
+                        | State::CloseWait => tcp_api::WOULD_BLOCK,
+                        _ => tcp_api::GONE,
+                    },
+                    n => n as i64,
+                }
+            }
+            OpKind::Shutdown => {
+                conn.shutdown();
+                0
+            }
+            OpKind::Close => {
+                conn.close();
+                0
+            }
+        };
+        op.complete(result);
+        if let Some(at) = at {
+            self.settle(now, at, timers, tx);
+        }
     }
 
     /// The connection's timer fired.
@@ -537,9 +712,20 @@ impl TcpEngine {
         // Events, then output: what the application wrote goes out in the same batch. The
         // application's calls may raise events again (a read opening the window does not;
         // an abort does), so loop until none is left.
+        let mut happened = false;
         while let Some(event) = conn.poll_event() {
+            happened = true;
             match event {
                 Event::Connected => {
+                    if let Some(l) = slot.accept_into.take()
+                        && let (Some(queue), Some(number)) = (&l.accepted, slot.number)
+                    {
+                        if queue.push(number).is_ok() {
+                            l.signal.notify();
+                        } else {
+                            conn.abort();
+                        }
+                    }
                     if let Some(number) = slot.listener.take()
                         && let Some(l) = listeners.iter_mut().find(|l| l.number == number)
                     {
@@ -618,6 +804,9 @@ impl TcpEngine {
         }
         if let Some(shared) = &slot.shared {
             shared.publish(&conn.info());
+            if slot.api && happened {
+                shared.signal.notify();
+            }
         }
         if conn.is_closed() && !slot.deferred {
             self.release(at, timers);
@@ -647,7 +836,14 @@ impl TcpEngine {
         {
             l.state.on_half_open_closed(conn.endpoints());
         }
-        slot.shared = None;
+        if let Some(shared) = slot.shared.take()
+            && slot.api
+        {
+            shared.signal.notify();
+        }
+        slot.api = false;
+        slot.accept_into = None;
+        slot.rule = None;
         slot.handler = None;
         slot.deadline = None;
         slot.generation = slot.generation.wrapping_add(1);
