@@ -402,7 +402,7 @@ pub mod tcp {
         pub fn frame(&self, pair: &VethPair) -> Vec<u8> {
             let mut options = self.options.clone();
             if self.data_offset.is_none() {
-                while options.len() % 4 != 0 {
+                while !options.len().is_multiple_of(4) {
                     options.push(0);
                 }
             }

@@ -484,6 +484,10 @@ impl TcpEngine {
 
     /// A thread's active open (`Stack::tcp_connect`): the SYN goes out now; the request's
     /// op is answered with the new connection's number.
+    #[expect(
+        clippy::boxed_local,
+        reason = "the request arrives boxed in a mailbox Command, which the box keeps small"
+    )]
     pub fn connect(
         &mut self,
         now: Instant,
@@ -508,8 +512,10 @@ impl TcpEngine {
             local: SocketAddr::V4(local),
             remote: SocketAddr::V4(remote),
         };
-        let mut config = tcp::TcpConfig::default();
-        config.mss = self.max_payload.clamp(536, usize::from(u16::MAX)) as u16;
+        let config = tcp::TcpConfig {
+            mss: self.max_payload.clamp(536, usize::from(u16::MAX)) as u16,
+            ..tcp::TcpConfig::default()
+        };
         let isn = tcp::isn::isn(&self.keys, &endpoints, now);
         let mut conn = Connection::connect(&config, endpoints, isn, now);
         conn.set_ts_offset(tcp::isn::ts_offset(&self.keys, &endpoints));
