@@ -667,7 +667,14 @@ impl Connection {
         // A window update when reading opened the window by a lot (RFC 9293 3.8.6.2.2:
         // by at least min(RCV.BUFF/2, MSS) beyond what was advertised; Linux and smoltcp
         // also send one when the window opens from zero).
-        if n > 0 && self.state.is_synchronized() {
+        // Once the peer's FIN is in (CLOSE-WAIT, LAST-ACK, CLOSING, TIME-WAIT) no data can
+        // follow, so a window update says nothing; and sent from TIME-WAIT it reaches a peer
+        // that has closed, whose RST would end the connection with data still unread.
+        let fin_received = matches!(
+            self.state,
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+        );
+        if n > 0 && self.state.is_synchronized() && !fin_received {
             let advertised = self.rcv_adv.since(self.rcv_nxt);
             let now_open = self.advertisable_window();
             let threshold = (self.recv.limit() / 2).min(usize::from(self.config.mss)) as u32;
