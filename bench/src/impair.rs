@@ -61,7 +61,11 @@ impl TcRates {
 
     /// Flips one byte after the Ethernet header in `percent` % of the matched frames.
     /// Checksums catch it only if the peer computes them (`VethConfig::peer_tx_checksum`
-    /// off); a partial checksum is accepted whatever the payload.
+    /// off); a partial checksum is accepted whatever the payload. Not for TCP: the kernel
+    /// fills a TCP segment's checksum in software after tc egress (`validate_xmit_skb`),
+    /// so the flipped byte leaves with a valid checksum, a corruption no receiver can
+    /// catch (it reset a connection once, as a flipped RST bit). Corrupt TCP on the
+    /// receiving side instead (fastpath's `--impair rx-corrupt=`).
     pub fn corrupt(self, percent: f64) -> Self {
         self.with(|c| c.corrupt_ppm = ppm(percent))
     }
