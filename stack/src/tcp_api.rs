@@ -9,6 +9,36 @@
 //! A call that found nothing to do waits on the connection's event sequence (a futex the
 //! worker bumps on every event, issuing the wake syscall only when a waiter registered),
 //! never in a sleep loop.
+//!
+//! A TCP echo server on the fast path, one thread per connection:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fastpath::runtime::{Runtime, StackConfig};
+//!
+//! fn main() -> anyhow::Result<()> {
+//!     let runtime = Runtime::start(StackConfig::new("veth0"))?;
+//!     let stack = runtime.stack().clone();
+//!     let listener = stack.tcp_listen_queued("0.0.0.0:7100".parse()?, 128, 64)?;
+//!     std::thread::spawn(move || loop {
+//!         let Ok(conn) = stack.tcp_accept(listener, Duration::from_secs(3600)) else { continue };
+//!         let stack = stack.clone();
+//!         std::thread::spawn(move || {
+//!             let (mut buf, wait) = ([0u8; 16384], Duration::from_secs(60));
+//!             while let Ok(n @ 1..) = stack.tcp_read(conn, &mut buf, wait) {
+//!                 let mut at = 0;
+//!                 while at < n {
+//!                     let Ok(m) = stack.tcp_write(conn, &buf[at..n], wait) else { return };
+//!                     at += m;
+//!                 }
+//!             }
+//!             let _ = stack.tcp_close(conn);
+//!         });
+//!     });
+//!     runtime.run(None)?; // until Ctrl-C or SIGTERM
+//!     Ok(())
+//! }
+//! ```
 
 use std::{
     net::SocketAddrV4,
