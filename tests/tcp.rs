@@ -7,173 +7,29 @@
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpStream},
+    net::TcpStream,
     thread,
     time::{Duration, Instant},
 };
 
-use fastpath_e2e::*;
-use serde_json::Value;
+use fastpath_e2e::{
+    tcp::{self, echo_transfer, fill, sum_counter, tcp_rows},
+    *,
+};
 
 const PORT: u16 = 7100;
 
-/// The `i`-th byte of stream `seed`: a keyed hash of its 8-byte block, so a misplaced or
-/// repeated block anywhere shows.
-fn byte_at(seed: u64, i: u64) -> u8 {
-    let mut z = (i / 8) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    z.to_le_bytes()[(i % 8) as usize]
-}
-
-fn fill(seed: u64, from: u64, buf: &mut [u8]) {
-    for (k, b) in buf.iter_mut().enumerate() {
-        *b = byte_at(seed, from + k as u64);
-    }
-}
-
-/// A kernel TCP connection from the client namespace to the fastpath echo.
+/// A kernel TCP connection from the client namespace to the fastpath echo. Generous
+/// timeouts: with a thousand connections on a loaded 2-core CI machine, a lost segment's
+/// retransmission backs off for seconds; a stall that outlasts them is a failure.
 #[track_caller]
 fn connect(pair: &VethPair) -> TcpStream {
-    let to = SocketAddr::from((SERVER_ADDR, PORT));
-    let stream = VethPair::in_netns(&pair.client, || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(5))
-    })
-    .unwrap_or_else(|e| panic!("connect to {to}: {e}"));
-    // Generous: with a thousand connections on a loaded 2-core CI machine, a lost segment's
-    // retransmission backs off for seconds; a stall that outlasts this is a failure.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-}
-
-/// Sends `len` bytes of stream `seed` while a reader thread takes the echo and checks it;
-/// then half-closes and expects the server's FIN once everything came back. Returns an
-/// error naming the first difference, a short stream or a timeout.
-fn echo_transfer(stream: TcpStream, len: u64, seed: u64) -> Result<(), String> {
-    let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
-    let check = thread::spawn(move || -> Result<u64, String> {
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut want = vec![0u8; buf.len()];
-        let mut at = 0u64;
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| format!("read at byte {at}: {e}"))?;
-            if n == 0 {
-                return Ok(at);
-            }
-            fill(seed, at, &mut want[..n]);
-            if let Some(k) = (0..n).find(|&k| buf[k] != want[k]) {
-                return Err(format!("byte {} differs", at + k as u64));
-            }
-            at += n as u64;
-            if at > len {
-                return Err(format!("more bytes came back than were sent: {at}"));
-            }
-        }
-    });
-    let mut writer = stream;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut sent = 0u64;
-    while sent < len {
-        let n = chunk.len().min((len - sent) as usize);
-        fill(seed, sent, &mut chunk[..n]);
-        writer
-            .write_all(&chunk[..n])
-            .map_err(|e| format!("write at byte {sent}: {e}"))?;
-        sent += n as u64;
-    }
-    writer
-        .shutdown(Shutdown::Write)
-        .map_err(|e| e.to_string())?;
-    let got = check
-        .join()
-        .map_err(|_| "the reader panicked".to_string())??;
-    if got != len {
-        return Err(format!("{got} of {len} bytes came back"));
-    }
-    Ok(())
-}
-
-/// TCP rows of `fastpath sockets --json`, as (state, remote).
-fn tcp_rows(fastpath: &FastpathProcess) -> Vec<Value> {
-    let out = std::process::Command::new(fastpath_binary().unwrap())
-        .args(["sockets", "--json", "--control"])
-        .arg(fastpath.control())
-        .output()
-        .expect("fastpath sockets");
-    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "sockets --json: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    rows.as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r["proto"] == "tcp")
-        .collect()
-}
-
-/// Whether the instance is back to idle: only the listener in the table, no timer armed,
-/// every UMEM frame free or in the fill ring.
-fn idle(fastpath: &FastpathProcess) -> Result<(), String> {
-    let rows = tcp_rows(fastpath);
-    let connections: Vec<_> = rows.iter().filter(|r| r["state"] != "listen").collect();
-    if !connections.is_empty() {
-        return Err(format!("connections left: {connections:?}"));
-    }
-    let s = stats(fastpath);
-    for q in s["queues"].as_array().unwrap() {
-        let f = &q["frames"];
-        if ["rx", "in_use", "tx", "completion"]
-            .iter()
-            .any(|k| f[k] != 0)
-        {
-            return Err(format!("frames not back: {f}"));
-        }
-        let c = &q["counters"];
-        let open: u64 = [
-            "tcp_state_syn_received",
-            "tcp_state_established",
-            "tcp_state_fin_wait_1",
-            "tcp_state_fin_wait_2",
-            "tcp_state_close_wait",
-            "tcp_state_closing",
-            "tcp_state_last_ack",
-            "tcp_state_time_wait",
-        ]
-        .iter()
-        .map(|k| c[k].as_u64().unwrap_or(0))
-        .sum();
-        if open != 0 {
-            return Err(format!("connections counted open: {c}"));
-        }
-        if c["timers_armed"].as_u64() != Some(0) {
-            return Err(format!("timers armed: {}", c["timers_armed"]));
-        }
-        if q["ledger_errors"] != 0 {
-            return Err(format!("ledger errors: {}", q["ledger_errors"]));
-        }
-    }
-    Ok(())
+    tcp::connect(pair, PORT, Duration::from_secs(30))
 }
 
 #[track_caller]
 fn assert_idle(fastpath: &FastpathProcess) {
-    let mut last = Ok(());
-    let settled = eventually(Duration::from_secs(5), || {
-        last = idle(fastpath);
-        last.is_ok()
-    });
-    assert!(settled, "not idle: {last:?}\n{}", fastpath.log_text());
+    tcp::assert_idle(fastpath, Duration::from_secs(5));
 }
 
 /// Starts `fastpath echo --tcp PORT` (with a capture unless `capture` is false) and waits
@@ -193,17 +49,6 @@ fn start_tcp_echo(pair: &VethPair, capture: bool) -> FastpathProcess {
     });
     assert!(listening, "no listener: {}", fastpath.log_text());
     fastpath
-}
-
-#[track_caller]
-fn sum_counter(fastpath: &FastpathProcess, name: &str) -> u64 {
-    let s = stats(fastpath);
-    s["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["counters"][name].as_u64().unwrap_or(0))
-        .sum()
 }
 
 #[test]
