@@ -179,6 +179,23 @@ impl Stack {
         )
     }
 
+    /// `tcp_listen` with the connections' settings adjusted by `adjust` (Nagle off, other
+    /// buffer sizes …).
+    pub fn tcp_listen_with(
+        &self,
+        local: SocketAddrV4,
+        backlog: usize,
+        handler: Arc<dyn TcpHandler>,
+        adjust: impl FnOnce(&mut TcpConfig),
+    ) -> Result<SocketNumber, ApiError> {
+        let mut config = self.tcp_config();
+        adjust(&mut config);
+        self.listen_with(
+            local,
+            Arc::new(TcpListenerSocket::new(config, backlog, handler)),
+        )
+    }
+
     /// Listens for TCP connections on `local` for threads: each established connection
     /// waits (up to `depth` of them) for [`Stack::tcp_accept`].
     pub fn tcp_listen_queued(

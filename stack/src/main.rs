@@ -51,6 +51,13 @@ struct Cli {
 enum Command {
     /// Serve UDP echo on the fast path: each datagram to a --udp port comes back to its sender.
     Echo(EchoArgs),
+    /// Serve static files over HTTP/1.1 on the fast path: GET and HEAD from a directory read
+    /// into memory at start, with keep-alive, pipelining and conditional GET, run to
+    /// completion on the workers. The kernel keeps every other port.
+    #[command(
+        after_help = "Examples:\n  fastpath serve --iface eth1 --port 80 --root ./site\n  fastpath serve --iface eth1 --port 8080 --root /srv/www --queues 2 --idle-timeout 5\n  curl http://ADDR:8080/index.html      (from another host: not from this one's own stack)\n\nEvery second with traffic it logs one line: requests, bytes in and out, responses by class\nand each error status seen. `fastpath sockets` and `fastpath stats` work as for echo.\nThe route /bench answers a fixed 20-byte body (for load generators) unless --no-bench-route."
+    )]
+    Serve(ServeArgs),
     /// Bench ceiling: bounce steered UDP frames straight back with no stack (no validation).
     Reflect(EchoArgs),
     /// Show the counters of a running fastpath: XDP outcomes and per-queue ring counters.
@@ -105,9 +112,6 @@ enum CaptureProto {
 
 #[derive(clap::Args)]
 struct EchoArgs {
-    /// Interface to attach to (e.g. a veth end); must exist in this network namespace.
-    #[arg(long, short = 'i', value_name = "IF")]
-    iface: String,
     /// UDP port to serve (repeat for more). Other ports keep going to the kernel.
     #[arg(long = "udp", value_name = "PORT", allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     udp: Vec<u16>,
@@ -138,6 +142,70 @@ struct EchoArgs {
     /// Receive queue depth of --udp-thread and --udp-sink sockets, in datagrams.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
     queue_depth: u64,
+    /// Answer like `sockperf server`: clear the client bit of sockperf's message flags.
+    #[arg(long)]
+    sockperf: bool,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TCP port to serve HTTP on.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+    /// Directory whose files are served (read into memory at start; symlinks that lead out
+    /// of it are refused).
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// Serve only connections to this address (default: any address).
+    #[arg(long, value_name = "IPV4")]
+    addr: Option<Ipv4Addr>,
+    /// Per-worker SYN queue (SYN cookies beyond it).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    backlog: u64,
+    /// Seconds a connection may wait with no request under way; then 408 and close.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
+    idle_timeout: f64,
+    /// Seconds one request may take to arrive (slow clients); then 408 and close.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
+    request_timeout: f64,
+    /// Header fields per request; more is 431.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=128))]
+    max_headers: u64,
+    /// Bytes of request line and header fields together; more is 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(256..=65536))]
+    max_header_bytes: u64,
+    /// Bytes of the request-target; longer is 414 (must be below --max-header-bytes).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=65535))]
+    max_uri_bytes: u64,
+    /// Bytes of a request body (read and dropped: no route takes one); more is 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: u64,
+    /// Bytes of all files together; a larger directory is refused at start.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    max_site_bytes: u64,
+    /// Do not answer the fixed benchmark route /bench.
+    #[arg(long)]
+    no_bench_route: bool,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s} is not a number of seconds from 0 to 86400")),
+    }
+}
+
+/// What every serving command takes: the interface, the queues and workers, the XDP and
+/// AF_XDP settings, the control socket, capture and impairment, and how long to run.
+#[derive(clap::Args)]
+struct StackArgs {
+    /// Interface to attach to (e.g. a veth end); must exist in this network namespace.
+    #[arg(long, short = 'i', value_name = "IF")]
+    iface: String,
     /// Number of RX queues to serve, one pinned worker each (default: all of the interface's).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     queues: Option<u32>,
@@ -159,9 +227,6 @@ struct EchoArgs {
     /// How received UDP checksums are judged (see the README's design section).
     #[arg(long, value_enum, default_value = "accept-partial")]
     rx_checksum: RxChecksum,
-    /// Answer like `sockperf server`: clear the client bit of sockperf's message flags.
-    #[arg(long)]
-    sockperf: bool,
     /// UMEM frame size in bytes.
     #[arg(long, default_value_t = 4096, value_parser = parse_frame_size)]
     frame_size: u32,
@@ -189,6 +254,32 @@ struct EchoArgs {
     /// Stop by itself after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+}
+
+impl StackArgs {
+    fn config(&self, reflect: bool) -> StackConfig {
+        StackConfig {
+            iface: self.iface.clone(),
+            queues: self.queues,
+            mode: self.mode,
+            xdp_log: self.xdp_log,
+            bind: self.bind,
+            idle: self.idle,
+            rx_checksum: self.rx_checksum,
+            frame_size: self.frame_size,
+            frames: self.frames,
+            batch: self.batch,
+            cpus: self.cpus.clone(),
+            control: self.control.clone(),
+            reflect,
+            pcap: self.pcap.clone(),
+            impair: self.impair,
+        }
+    }
+
+    fn duration(&self) -> Option<Duration> {
+        self.duration.map(|s| Duration::from_secs_f64(s.max(0.0)))
+    }
 }
 
 fn parse_peer(s: &str) -> Result<(u16, SocketAddrV4), String> {
@@ -264,6 +355,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Echo(args) => echo(args, false),
+        Command::Serve(args) => serve(args),
         Command::Reflect(args) => echo(args, true),
         Command::Stats(args) => stats(args),
         Command::Capture(args) => capture(args),
@@ -426,23 +518,7 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
             "no port to serve: name at least one with --udp PORT or --tcp PORT (or --udp-peer, --udp-thread, --udp-sink)"
         );
     }
-    let config = StackConfig {
-        iface: args.iface.clone(),
-        queues: args.queues,
-        mode: args.mode,
-        xdp_log: args.xdp_log,
-        bind: args.bind,
-        idle: args.idle,
-        rx_checksum: args.rx_checksum,
-        frame_size: args.frame_size,
-        frames: args.frames,
-        batch: args.batch,
-        cpus: args.cpus.clone(),
-        control: args.control.clone(),
-        reflect,
-        pcap: args.pcap.clone(),
-        impair: args.impair,
-    };
+    let config = args.stack.config(reflect);
     let runtime = Runtime::start(config)?;
     let stack = runtime.stack().clone();
     let addr = args.addr.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -521,11 +597,80 @@ fn echo(args: EchoArgs, reflect: bool) -> anyhow::Result<()> {
         served.join(", "),
         runtime.control_path().display()
     );
-    let summary = runtime.run(args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))))?;
+    let summary = runtime.run(args.stack.duration())?;
     for t in threads {
         let _ = t.join();
     }
     log::info!("{summary}");
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use fastpath::http::{HttpConfig, HttpServer, HttpStats, Site, delta};
+    let config = HttpConfig {
+        max_headers: args.max_headers as usize,
+        max_header_bytes: args.max_header_bytes as usize,
+        max_uri_bytes: args.max_uri_bytes as usize,
+        max_body_bytes: args.max_body_bytes,
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
+        max_site_bytes: args.max_site_bytes,
+        bench_route: !args.no_bench_route,
+        ..HttpConfig::default()
+    };
+    // The site first: a bad --root fails before anything is attached.
+    let site = Site::load(&args.root, config).with_context(|| {
+        format!(
+            "cannot serve {}: give --root an existing directory of files, within --max-site-bytes",
+            args.root.display()
+        )
+    })?;
+    let files = site.files.len();
+    let bytes = site.files.total_bytes();
+    let runtime = Runtime::start(args.stack.config(false))?;
+    let stack = runtime.stack().clone();
+    let server = HttpServer::new(std::sync::Arc::new(site), runtime.workers());
+    let stats = server.stats();
+    let addr = args.addr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let n = stack.tcp_listen_with(
+        SocketAddrV4::new(addr, args.port),
+        args.backlog as usize,
+        std::sync::Arc::new(server),
+        |c| c.nagle = false,
+    )?;
+    log::info!(
+        "socket {n}: http {addr}:{} serving {files} files ({bytes} bytes) from {} on {} workers; stats: fastpath stats --control {}; Ctrl-C stops",
+        args.port,
+        args.root.display(),
+        runtime.workers(),
+        runtime.control_path().display()
+    );
+    let stop = runtime.stop_flag();
+    let summary = std::thread::Builder::new()
+        .name("http-summary".into())
+        .spawn(move || {
+            let mut before = HttpStats::default();
+            let mut tick = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if tick.elapsed() < Duration::from_secs(1) {
+                    continue;
+                }
+                tick += Duration::from_secs(1);
+                let now = stats.total();
+                let d = delta(&now, &before);
+                if d != HttpStats::default() {
+                    log::info!("http: {d}");
+                }
+                before = now;
+            }
+            stats.total()
+        })?;
+    let report = runtime.run(args.stack.duration())?;
+    if let Ok(total) = summary.join() {
+        log::info!("http total: {total}");
+    }
+    log::info!("{report}");
     Ok(())
 }
 

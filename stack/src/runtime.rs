@@ -289,6 +289,11 @@ impl Runtime {
         self.stop.clone()
     }
 
+    /// Workers running: one per RX queue served.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     pub fn control_path(&self) -> &std::path::Path {
         &self.control_path
     }

@@ -25,7 +25,7 @@ use crate::{
     tcp_api::{self, ConnectRequest, Op, OpKind},
     tcp_socket::{
         self, HEADROOM, STATES, SegmentAddrs, TcpConnectionSocket, TcpHandler, TcpIoCounter,
-        TcpListenerSocket,
+        TcpListenerSocket, TcpSession,
     },
     time::Instant,
     timer::TimerId,
@@ -72,6 +72,8 @@ struct Slot {
     number: Option<SocketNumber>,
     shared: Option<Arc<TcpConnectionSocket>>,
     handler: Option<Arc<dyn TcpHandler>>,
+    /// The application's own state for it (`TcpHandler::session`); events go here then.
+    session: Option<Box<dyn TcpSession>>,
     /// The listener that made it, until it has told that listener how its handshake ended.
     listener: Option<SocketNumber>,
     timer: Option<TimerId>,
@@ -435,6 +437,10 @@ impl TcpEngine {
         slot.number = Some(number);
         slot.shared = Some(shared);
         slot.handler = socket.handler.clone();
+        slot.session = socket
+            .handler
+            .as_ref()
+            .and_then(|h| h.session(now, self.worker));
         slot.api = socket.handler.is_none();
         slot.accept_into = slot.api.then(|| socket.clone());
         slot.rule = None;
@@ -467,6 +473,7 @@ impl TcpEngine {
                     number: None,
                     shared: None,
                     handler: None,
+                    session: None,
                     listener: None,
                     timer: None,
                     deadline: None,
@@ -542,6 +549,7 @@ impl TcpEngine {
         slot.number = Some(number);
         slot.shared = Some(shared);
         slot.handler = None;
+        slot.session = None;
         slot.listener = None;
         slot.timer = None;
         slot.deadline = None;
@@ -660,6 +668,11 @@ impl TcpEngine {
         slot.deadline = None;
         if let Some(conn) = slot.conn.as_mut() {
             conn.handle_timeout(now, &mut self.core);
+            if let Some(session) = slot.session.as_mut()
+                && session.deadline().is_some_and(|d| d <= now)
+            {
+                session.on_timeout(now, conn, &mut self.scratch);
+            }
         }
         self.settle(now, at, timers, tx);
     }
@@ -752,7 +765,9 @@ impl TcpEngine {
                 }
                 _ => {}
             }
-            if let Some(handler) = &slot.handler {
+            if let Some(session) = slot.session.as_mut() {
+                session.on_event(now, conn, event, scratch);
+            } else if let Some(handler) = &slot.handler {
                 handler.on_event(conn, event, scratch);
             }
         }
@@ -787,7 +802,13 @@ impl TcpEngine {
                 }
             }
         }
-        let deadline = conn.poll_timeout();
+        let deadline = match (
+            conn.poll_timeout(),
+            slot.session.as_ref().and_then(|s| s.deadline()),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline != slot.deadline {
             slot.timer = match (deadline, slot.timer) {
                 (Some(d), Some(id)) if timers.reset(id, d) => Some(id),
@@ -851,6 +872,7 @@ impl TcpEngine {
         slot.accept_into = None;
         slot.rule = None;
         slot.handler = None;
+        slot.session = None;
         slot.deadline = None;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(at.slot);

@@ -275,6 +275,12 @@ impl HttpConnection {
         self.aborted || ((self.read == Read::Done || self.eof) && self.queue.is_empty())
     }
 
+    /// The send timer gave up on a peer that stopped taking bytes: the TCP connection
+    /// should be reset, since what is queued will never leave.
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+
     /// The peer sent FIN: answer what was received, then close.
     pub fn on_eof(&mut self) {
         self.eof = true;

@@ -8,6 +8,7 @@
 //! shared `Arc<[u8]>`. GET and HEAD of static files, conditional GET, and `/bench`.
 
 mod connection;
+mod server;
 mod site;
 mod target;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod tests;
 use std::{fmt, time::Duration};
 
 pub use connection::HttpConnection;
+pub use server::{HttpServer, ServerStats, delta};
 pub use site::{Site, SiteError, StaticFile, StaticFiles, content_type};
 
 /// The most header fields any configuration may allow: the parser's slots live on the
