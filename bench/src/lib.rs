@@ -2,6 +2,7 @@
 //! and reports. The end-to-end tests use the same test bed.
 
 pub mod generator;
+pub mod http;
 pub mod impair;
 pub mod kernel_echo;
 pub mod machine;

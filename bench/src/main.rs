@@ -12,8 +12,7 @@ use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use fastpath_bench::{
     kernel_echo,
-    netns::{CLIENT_ADDR, SERVER_ADDR, VethConfig, VethPair},
-    process::{FastpathProcess, fastpath_binary},
+    process::fastpath_binary,
     scenario::{self, ScenarioKind, Settings},
 };
 
@@ -39,13 +38,21 @@ enum Command {
     UdpFlood(Common),
     /// A bare AF_XDP bounce with no stack (the limit), against fastpath; and the client's own capacity.
     Ceiling(Common),
+    /// HTTP: fastpath serve against nginx (one worker each) with the same wrk, keep-alive and
+    /// Connection: close, alternating; a 10 MiB curl download from each against the test
+    /// bed's line rate (AF_XDP alone, `fastpath blast`).
+    Http(HttpArgs),
     /// Every scenario, each into its own folder under --out (bounded to 10 minutes).
     All(Common),
-    /// The demo: fastpath's UDP echo on a fresh veth pair, checked and compared with the kernel.
+    /// The demo: `fastpath serve` on a fresh veth pair, checked with curl, then wrk against it
+    /// and against nginx, with a report and plot.
     Demo {
-        /// Seconds for each rate measurement.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+        /// Seconds of wrk load on each server.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
         duration: u64,
+        /// Folder for the report (default: bench-results/<UTC time>-demo).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Plot a congestion window over time against RFC 9438's curve, from the CSV that
     /// `cargo run -p fastpath --example cwnd_trace` writes.
@@ -70,6 +77,31 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         limit: u64,
     },
+}
+
+#[derive(Args, Clone)]
+struct HttpArgs {
+    /// Folder for the report (default: bench-results/<UTC time>-http).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seconds per wrk run (each system, each mode, each round).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    duration: u64,
+    /// Rounds: each system runs once per round, fastpath then nginx.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    rounds: u32,
+    /// wrk's connections.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    connections: u32,
+    /// Core for the server (fastpath's worker, nginx's process); default 1.
+    #[arg(long, value_name = "CORE")]
+    server_core: Option<usize>,
+    /// Core for wrk; default 0.
+    #[arg(long, value_name = "CORE")]
+    client_core: Option<usize>,
+    /// Extra arguments for `fastpath serve`, e.g. "--idle busy".
+    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
+    fastpath_args: String,
 }
 
 #[derive(Args, Clone)]
@@ -189,7 +221,12 @@ fn main() -> ExitCode {
             cpu,
             limit,
         } => kernel_echo::serve(addr, port, cpu, Duration::from_secs(limit)),
-        Command::Demo { duration } => demo(duration, &stop),
+        Command::Demo { duration, out } => preflight().and_then(|()| {
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-demo", utc_stamp())));
+            fastpath_bench::http::demo(duration, &out, &stop)
+        }),
+        Command::Http(a) => http(a, &stop),
         Command::PlotCwnd { csv, out } => {
             fastpath_bench::report::plot_cwnd(&csv, &out).map(|png| {
                 println!(
@@ -273,6 +310,29 @@ fn one(kind: ScenarioKind, c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn http(a: HttpArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+    preflight()?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-http", utc_stamp())));
+    let two = fastpath_bench::machine::online_cores() >= 2;
+    let s = fastpath_bench::http::HttpSettings {
+        duration_secs: a.duration,
+        rounds: a.rounds,
+        connections: a.connections,
+        server_core: a.server_core.unwrap_or(usize::from(two)),
+        client_core: a.client_core.unwrap_or(0),
+        fastpath_args: a.fastpath_args.split_whitespace().map(String::from).collect(),
+        out: out.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let (_, table) = fastpath_bench::http::run(&s, stop)?;
+    print!("{table}");
+    println!("report: {}", out.display());
+    Ok(())
+}
+
 fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     preflight()?;
     let base = c
@@ -303,116 +363,3 @@ fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(duration: u64, stop: &AtomicBool) -> anyhow::Result<()> {
-    preflight()?;
-    println!("fastpath demo");
-    let pair = VethPair::create(VethConfig {
-        queues: 2,
-        ..VethConfig::default()
-    })?;
-    println!(
-        "  test bed: namespaces {} ({SERVER_ADDR}) and {} ({CLIENT_ADDR}) joined by veth {} ⇄ {}, 2 queues",
-        pair.server.netns, pair.client.netns, pair.server.iface, pair.client.iface
-    );
-    let fastpath = FastpathProcess::start_echo(&pair, &["--udp", "7000", "--queues", "2"])?;
-    println!(
-        "  started: fastpath echo --iface {} --udp 7000 --queues 2",
-        pair.server.iface
-    );
-
-    // Correctness: kernel sockets in the peer namespace, several flows, sizes up to the MTU.
-    let sockets: Vec<std::net::UdpSocket> = (0..8)
-        .map(|_| {
-            VethPair::in_netns(&pair.client, || {
-                let s = std::net::UdpSocket::bind((CLIENT_ADDR, 0))?;
-                s.set_read_timeout(Some(Duration::from_millis(300)))?;
-                s.connect((SERVER_ADDR, 7000))?;
-                Ok::<_, std::io::Error>(s)
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let (mut ok, mut total) = (0, 0);
-    for (i, size) in [1usize, 64, 512, 1400, 1472]
-        .iter()
-        .cycle()
-        .take(200)
-        .enumerate()
-    {
-        let s = &sockets[i % sockets.len()];
-        let payload: Vec<u8> = (0..*size).map(|b| (b + i) as u8).collect();
-        total += 1;
-        s.send(&payload)?;
-        let mut buf = [0u8; 2048];
-        if let Ok(n) = s.recv(&mut buf) {
-            ok += usize::from(buf[..n] == payload[..]);
-        }
-    }
-    println!("  {ok} of {total} datagrams (1 to 1472 bytes, 8 flows) came back byte-identical");
-    let ping = pair
-        .client_command("ping")
-        .args([
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "-q",
-            &SERVER_ADDR.to_string(),
-        ])
-        .output()?;
-    println!(
-        "  ping {SERVER_ADDR} (not steered, answered by the kernel): {}",
-        if ping.status.success() {
-            "ok"
-        } else {
-            "FAILED"
-        }
-    );
-    let sockets = std::process::Command::new(fastpath_binary()?)
-        .args(["sockets", "--control"])
-        .arg(fastpath.control())
-        .output()?;
-    println!(
-        "\n$ fastpath sockets\n{}",
-        String::from_utf8_lossy(&sockets.stdout)
-    );
-    let stats = std::process::Command::new(fastpath_binary()?)
-        .args(["stats", "--control"])
-        .arg(fastpath.control())
-        .output()?;
-    println!(
-        "\n$ fastpath stats\n{}",
-        String::from_utf8_lossy(&stats.stdout)
-    );
-    drop(fastpath);
-    drop(pair);
-
-    println!(
-        "echo rate, fastpath against a kernel UDP echo server (recvmmsg/sendmmsg), {duration} s each:"
-    );
-    let out = PathBuf::from(format!("bench-results/{}-demo", utc_stamp()));
-    let c = Common {
-        out: Some(out.clone()),
-        duration,
-        rate: None,
-        rounds: 1,
-        payload: 64,
-        outstanding: 64,
-        queues: 1,
-        mtu: 1500,
-        peer_checksum_offload: "on".into(),
-        fastpath_args: String::new(),
-        server_core: None,
-        client_core: None,
-        baseline_bin: None,
-        with_capture: false,
-    };
-    let (_, table) = scenario::run(ScenarioKind::UdpFlood, &settings(&c, out.clone()), stop)?;
-    print!("{table}");
-    println!("report: {}", out.display());
-    if ok != total {
-        bail!("{} datagrams were not echoed correctly", total - ok);
-    }
-    Ok(())
-}

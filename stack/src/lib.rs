@@ -15,6 +15,7 @@
 //! the data path, and `runtime` starts it all; `main.rs` only parses the command line.
 
 pub mod api;
+pub mod blast;
 pub mod capture;
 pub mod control;
 pub mod counters;

@@ -58,6 +58,10 @@ enum Command {
         after_help = "Examples:\n  fastpath serve --iface eth1 --port 80 --root ./site\n  fastpath serve --iface eth1 --port 8080 --root /srv/www --queues 2 --idle-timeout 5\n  curl http://ADDR:8080/index.html      (from another host: not from this one's own stack)\n\nEvery second with traffic it logs one line: requests, bytes in and out, responses by class\nand each error status seen. `fastpath sockets` and `fastpath stats` work as for echo.\nThe route /bench answers a fixed 20-byte body (for load generators) unless --no-bench-route."
     )]
     Serve(ServeArgs),
+    /// Bench line rate: send one pre-built MTU-sized UDP frame out of IF through AF_XDP as
+    /// fast as the ring allows, with no stack, and print what left as JSON (for the test bed
+    /// only: the destination must be a receiver you run, e.g. `fastpath echo --udp-sink`).
+    Blast(BlastArgs),
     /// Bench ceiling: bounce steered UDP frames straight back with no stack (no validation).
     Reflect(EchoArgs),
     /// Show the counters of a running fastpath: XDP outcomes and per-queue ring counters.
@@ -147,6 +151,78 @@ struct EchoArgs {
     sockperf: bool,
     #[command(flatten)]
     stack: StackArgs,
+}
+
+#[derive(clap::Args)]
+struct BlastArgs {
+    /// Interface to send from (must exist in this network namespace).
+    #[arg(long, short = 'i', value_name = "IF")]
+    iface: String,
+    /// TX queue to send on.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// Source address and port of the frames.
+    #[arg(long, value_name = "IP:PORT")]
+    src: SocketAddrV4,
+    /// Destination address and port.
+    #[arg(long, value_name = "IP:PORT")]
+    dst: SocketAddrV4,
+    /// Destination MAC (the receiver's interface), e.g. 02:00:00:00:00:02.
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    dst_mac: [u8; 6],
+    /// Ethernet frame length (default: the interface's MTU + 14, a full-sized frame).
+    #[arg(long, value_name = "BYTES")]
+    frame_len: Option<usize>,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    duration: f64,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("{s:?} is not a MAC address like 02:00:00:00:00:02"));
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+    }
+    Ok(mac)
+}
+
+fn blast(args: BlastArgs) -> anyhow::Result<()> {
+    let src_mac = fastpath::system::mac_address(&args.iface).with_context(|| {
+        format!(
+            "interface {:?} is not in this network namespace (list them with `ip link`)",
+            args.iface
+        )
+    })?;
+    let frame_len = match args.frame_len {
+        Some(n) => n,
+        None => {
+            let mtu: usize = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", args.iface))?
+                .trim()
+                .parse()?;
+            mtu + 14
+        }
+    };
+    let spec = fastpath::blast::BlastSpec {
+        iface: args.iface,
+        queue: args.queue,
+        src_mac,
+        dst_mac: args.dst_mac,
+        src: args.src,
+        dst: args.dst,
+        frame_len,
+        duration: Duration::from_secs_f64(args.duration),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let report = fastpath::blast::blast(&spec, &stop)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -356,6 +432,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Echo(args) => echo(args, false),
         Command::Serve(args) => serve(args),
+        Command::Blast(args) => blast(args),
         Command::Reflect(args) => echo(args, true),
         Command::Stats(args) => stats(args),
         Command::Capture(args) => capture(args),

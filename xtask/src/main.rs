@@ -34,11 +34,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The main job: fastpath's UDP echo on a fresh veth pair, driven by kernel sockets,
-    /// with its counters and an echo-rate comparison against the kernel (needs root).
+    /// The main job: `fastpath serve` on a fresh veth pair, checked with curl, then a
+    /// bounded wrk load against it and against nginx (one worker each), with their
+    /// requests/s, latency percentiles and ratio, a report and a plot (needs root).
     Demo {
-        /// Seconds each rate measurement runs.
-        #[arg(long, default_value_t = 3)]
+        /// Seconds of wrk load on each server.
+        #[arg(long, default_value_t = 10)]
         duration: u64,
     },
     /// Run a bench scenario (or `all`) and write its report (needs root).
@@ -131,6 +132,9 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "sockperf",
     "wrk",
+    "nginx-light",
+    "apache2-utils",
+    "socat",
     "curl",
     "tcpdump",
     // SVG → PNG for the bench plots.

@@ -1,0 +1,173 @@
+//! The test bed's line rate: AF_XDP alone, with no stack, pushing one pre-built MTU-sized
+//! UDP frame out of an interface as fast as the TX ring and completions allow. The bench
+//! harness divides a download's byte rate by this (`fastpath blast`, issue "HTTP at line
+//! rate"). A bench tool, like `fastpath reflect`: never pointed at a real network.
+
+use std::{
+    net::SocketAddrV4,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use fastpath_common::layout::{ETH_HLEN, ETHERTYPE_IPV4, IPV4_MIN_HLEN, UDP_HLEN};
+
+use crate::{
+    wire::{checksum, ethernet::MacAddr},
+    xsk::{TxResult, XskConfig, XskSocket},
+};
+
+const IPPROTO_UDP: u8 = 17;
+
+/// What to send and for how long.
+#[derive(Clone, Debug)]
+pub struct BlastSpec {
+    pub iface: String,
+    pub queue: u32,
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    /// The Ethernet frame's length (no FCS): MTU + 14 for full-sized frames.
+    pub frame_len: usize,
+    pub duration: Duration,
+}
+
+/// What left: frames the kernel completed, and their bytes.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct BlastReport {
+    pub frames: u64,
+    /// Ethernet frame bytes (headers included).
+    pub bytes: u64,
+    /// UDP payload bytes, the figure to compare with a TCP download's goodput.
+    pub payload_bytes: u64,
+    pub secs: f64,
+    /// Ethernet bytes per second.
+    pub bytes_per_sec: f64,
+    pub payload_bytes_per_sec: f64,
+}
+
+/// An Ethernet + IPv4 + UDP frame of `len` bytes from `src` to `dst`, checksums filled.
+pub fn udp_frame(spec: &BlastSpec) -> anyhow::Result<Vec<u8>> {
+    let min = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
+    anyhow::ensure!(
+        (min..=9000 + ETH_HLEN).contains(&spec.frame_len),
+        "frame length {} is not within {min}..={}",
+        spec.frame_len,
+        9000 + ETH_HLEN
+    );
+    let mut f = vec![0u8; spec.frame_len];
+    f[0..6].copy_from_slice(&spec.dst_mac);
+    f[6..12].copy_from_slice(&spec.src_mac);
+    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let ip_len = (spec.frame_len - ETH_HLEN) as u16;
+    let udp_len = ip_len - IPV4_MIN_HLEN as u16;
+    let ip = &mut f[ETH_HLEN..ETH_HLEN + IPV4_MIN_HLEN];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[6] = 0x40; // don't fragment
+    ip[8] = 64;
+    ip[9] = IPPROTO_UDP;
+    ip[12..16].copy_from_slice(&spec.src.ip().octets());
+    ip[16..20].copy_from_slice(&spec.dst.ip().octets());
+    let sum = checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let at = ETH_HLEN + IPV4_MIN_HLEN;
+    for (i, b) in f[at + UDP_HLEN..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let udp = &mut f[at..];
+    udp[0..2].copy_from_slice(&spec.src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&spec.dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    let pseudo = checksum::pseudo_header_v4(
+        spec.src.ip().octets(),
+        spec.dst.ip().octets(),
+        IPPROTO_UDP,
+        udp_len,
+    );
+    // RFC 768: a computed zero is sent as all ones.
+    let sum = match !checksum::fold(pseudo + checksum::sum(udp)) {
+        0 => 0xffff,
+        s => s,
+    };
+    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    Ok(f)
+}
+
+/// Sends `spec`'s frame over and over until `spec.duration` passes or `stop` is set.
+pub fn blast(spec: &BlastSpec, stop: &AtomicBool) -> anyhow::Result<BlastReport> {
+    let frame = udp_frame(spec)?;
+    let mut socket = XskSocket::open(&spec.iface, spec.queue, &XskConfig::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut completed = 0u64;
+    while start.elapsed() < spec.duration && !stop.load(Ordering::Relaxed) {
+        completed += u64::from(socket.complete(u32::MAX));
+        let batch = socket.transmit(|tx| {
+            while tx.room() > 0 {
+                let r = tx.send(&mut |buf: &mut [u8]| {
+                    let out = buf.get_mut(..frame.len())?;
+                    out.copy_from_slice(&frame);
+                    Some(frame.len())
+                });
+                if r != TxResult::Sent {
+                    break;
+                }
+            }
+        });
+        sent += u64::from(batch.transmitted);
+        socket.kick_tx();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // What is still in flight completes within a moment; it left inside the window.
+    let drain = Instant::now();
+    while completed < sent && drain.elapsed() < Duration::from_millis(200) {
+        socket.kick_tx();
+        completed += u64::from(socket.complete(u32::MAX));
+    }
+    let payload = (spec.frame_len - ETH_HLEN - IPV4_MIN_HLEN - UDP_HLEN) as u64;
+    Ok(BlastReport {
+        frames: completed,
+        bytes: completed * spec.frame_len as u64,
+        payload_bytes: completed * payload,
+        secs,
+        bytes_per_sec: (completed * spec.frame_len as u64) as f64 / secs,
+        payload_bytes_per_sec: (completed * payload) as f64 / secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ipv4::Ipv4Packet, udp::UdpPacket};
+
+    #[test]
+    fn the_frame_is_valid_udp_with_good_checksums() {
+        let spec = BlastSpec {
+            iface: "x".into(),
+            queue: 0,
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: "198.18.0.1:9".parse().unwrap(),
+            dst: "198.18.0.2:9999".parse().unwrap(),
+            frame_len: 1514,
+            duration: Duration::ZERO,
+        };
+        let f = udp_frame(&spec).unwrap();
+        assert_eq!(f.len(), 1514);
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.total_len(), 1500);
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            udp.check(spec.src.ip().octets(), spec.dst.ip().octets()),
+            crate::wire::udp::ChecksumStatus::Valid
+        );
+        assert!(udp_frame(&BlastSpec {
+            frame_len: 20,
+            ..spec
+        })
+        .is_err());
+    }
+}
