@@ -241,3 +241,64 @@ fn ctrl_c_stops_the_run_and_removes_its_namespaces() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The HTTP scenario, short: both servers measured by wrk in both modes, the downloads
+/// checked byte for byte (the scenario fails otherwise), the line rate measured, the goals
+/// in the report, and nothing left behind.
+#[test]
+fn http_scenario_measures_fastpath_and_nginx_with_wrk() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("fastpath-bench-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = bench()
+        .args(["http", "--duration", "1", "--rounds", "1", "--out"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the http scenario ran over 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "fastpath-bench http failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = check_scenario(&dir, "http", &["fastpath", "nginx"]);
+    let clients: Vec<&str> = report["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["client"].as_str())
+        .collect();
+    for client in ["wrk-keepalive", "wrk-close"] {
+        assert_eq!(
+            clients.iter().filter(|c| **c == client).count(),
+            2,
+            "{client} for both systems: {clients:?}"
+        );
+    }
+    let goals: Vec<&str> = report["goals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["goal"].as_str())
+        .collect();
+    assert_eq!(goals.len(), 4, "{goals:?}");
+    let line: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("line-rate.json")).unwrap())
+            .unwrap();
+    assert!(line["sent_frames"].as_u64().unwrap() > 0, "{line}");
+    assert!(line["received_frames"].as_u64().unwrap() > 0, "{line}");
+    assert!(namespaces_of(pid).is_empty(), "namespaces left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -56,7 +56,13 @@ impl SiteDir {
             "<!doctype html>\n<html><head><title>fastpath</title></head>\n<body><h1>Served by the fast path</h1></body></html>\n",
         )?;
         let small: Vec<u8> = (0..100u32)
-            .map(|i| if i == 99 { b'\n' } else { b'a' + (i % 26) as u8 })
+            .map(|i| {
+                if i == 99 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
             .collect();
         std::fs::write(path.join(SMALL_FILE), small)?;
         std::fs::write(path.join(LARGE_FILE), large_bytes())?;
@@ -100,7 +106,9 @@ pub fn require_tools() -> anyhow::Result<()> {
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             || Path::new("/usr/sbin").join(tool).is_file();
         if !found {
-            bail!("{tool} is not installed: run `cargo xtask deps` (or `apt-get install {package}`)");
+            bail!(
+                "{tool} is not installed: run `cargo xtask deps` (or `apt-get install {package}`)"
+            );
         }
     }
     Ok(())
@@ -278,17 +286,31 @@ done = function(summary, latency, requests)
 end
 "#;
 
-/// Runs wrk from the peer namespace against `port`, pinned to `client_core`, for `secs`.
-pub fn run_wrk(
-    pair: &VethPair,
-    port: u16,
-    connections: u32,
-    secs: u64,
-    close: bool,
-    client_core: usize,
-    server_pid: Option<u32>,
-    server_core: usize,
-) -> anyhow::Result<WrkResult> {
+/// One wrk load: its target, connections and length, and where things run.
+#[derive(Clone, Copy, Debug)]
+pub struct WrkRun {
+    pub port: u16,
+    pub connections: u32,
+    pub secs: u64,
+    /// `Connection: close` on every request (a connection per request).
+    pub close: bool,
+    pub client_core: usize,
+    pub server_core: usize,
+    /// The server process, for its CPU time.
+    pub server_pid: Option<u32>,
+}
+
+/// Runs wrk from the peer namespace, pinned to the client core.
+pub fn run_wrk(pair: &VethPair, w: &WrkRun) -> anyhow::Result<WrkResult> {
+    let WrkRun {
+        port,
+        connections,
+        secs,
+        close,
+        client_core,
+        server_core,
+        server_pid,
+    } = *w;
     let script = std::env::temp_dir().join(format!("fastpath-wrk-{}.lua", std::process::id()));
     std::fs::write(&script, WRK_SCRIPT)?;
     let mut cmd = pair.client_command("taskset");
@@ -538,7 +560,10 @@ fn progress_bar(total_secs: u64, label: &str) -> indicatif::ProgressBar {
 }
 
 /// wrk for `secs` with the bar moving each second (wrk runs on its own thread).
-#[expect(clippy::too_many_arguments, reason = "one call site per mode, all named")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per mode, all named"
+)]
 fn wrk_with_progress(
     bar: &indicatif::ProgressBar,
     pair: &VethPair,
@@ -559,13 +584,15 @@ fn wrk_with_progress(
         let job = scope.spawn(|| {
             run_wrk(
                 pair,
-                system.port(),
-                connections,
-                secs,
-                close,
-                s.client_core,
-                server_pid,
-                s.server_core,
+                &WrkRun {
+                    port: system.port(),
+                    connections,
+                    secs,
+                    close,
+                    client_core: s.client_core,
+                    server_core: s.server_core,
+                    server_pid,
+                },
             )
         });
         let t0 = Instant::now();
@@ -574,8 +601,7 @@ fn wrk_with_progress(
             std::thread::sleep(Duration::from_millis(200));
         }
         bar.set_position(start + secs);
-        job.join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
 
@@ -654,7 +680,10 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
             for _ in 0..2 {
                 let (speed, same) = curl_download(&pair, system.port(), &large)?;
                 if !same {
-                    bail!("{}: the 10 MiB download was not byte-identical", system.name());
+                    bail!(
+                        "{}: the 10 MiB download was not byte-identical",
+                        system.name()
+                    );
                 }
                 downloads.entry(system.name()).or_default().push(speed);
             }
@@ -850,7 +879,11 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
     println!(
         "  curl http://{SERVER_ADDR}:{FASTPATH_PORT}/{PAGE_FILE}: {status}, {} bytes, {}",
         body.len(),
-        if page_ok { "identical to the file" } else { "WRONG" }
+        if page_ok {
+            "identical to the file"
+        } else {
+            "WRONG"
+        }
     );
     if !page_ok {
         failures.push(format!("{PAGE_FILE}: {status}"));
@@ -867,11 +900,24 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
     }
     let ping = pair
         .client_command("ping")
-        .args(["-c", "2", "-i", "0.2", "-W", "1", "-q", &SERVER_ADDR.to_string()])
+        .args([
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-q",
+            &SERVER_ADDR.to_string(),
+        ])
         .output()?;
     println!(
         "  ping {SERVER_ADDR} (not steered, answered by the kernel): {}",
-        if ping.status.success() { "ok" } else { "FAILED" }
+        if ping.status.success() {
+            "ok"
+        } else {
+            "FAILED"
+        }
     );
     if !ping.status.success() {
         failures.push("ping".into());
@@ -886,13 +932,31 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
     );
     let bar = progress_bar(2 * secs, "wrk");
     let mut results = Vec::new();
-    let fp = wrk_with_progress(&bar, &pair, HttpSystem::Fastpath, s.connections, secs, false, fastpath.pid(), &s)?;
+    let fp = wrk_with_progress(
+        &bar,
+        &pair,
+        HttpSystem::Fastpath,
+        s.connections,
+        secs,
+        false,
+        fastpath.pid(),
+        &s,
+    )?;
     drop(fastpath);
     if stop.load(Ordering::Relaxed) {
         bail!("stopped");
     }
     let nginx = Running::start(HttpSystem::Nginx, &pair, &site, &s)?;
-    let ng = wrk_with_progress(&bar, &pair, HttpSystem::Nginx, s.connections, secs, false, nginx.pid(), &s)?;
+    let ng = wrk_with_progress(
+        &bar,
+        &pair,
+        HttpSystem::Nginx,
+        s.connections,
+        secs,
+        false,
+        nginx.pid(),
+        &s,
+    )?;
     drop(nginx);
     bar.finish_and_clear();
     results.push((HttpSystem::Fastpath, fp));
@@ -972,7 +1036,9 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
         summary,
         ratios: Vec::new(),
         goals: Vec::new(),
-        notes: vec!["latency percentiles rebuilt from wrk's own (wrk, not wrk2: closed loop)".into()],
+        notes: vec![
+            "latency percentiles rebuilt from wrk's own (wrk, not wrk2: closed loop)".into(),
+        ],
     };
     report::write_all(out, &mut report, &series)?;
     println!("  report, .hgrm files and latency plot: {}", out.display());
@@ -1009,7 +1075,11 @@ mod tests {
         assert_eq!(r.socket_errors, 0);
         assert!((r.rate - 5000.0).abs() < 1e-6);
         // About the request count, within the rounding of each step.
-        assert!((r.latency.len() as i64 - 10_000).abs() <= 100, "{}", r.latency.len());
+        assert!(
+            (r.latency.len() as i64 - 10_000).abs() <= 100,
+            "{}",
+            r.latency.len()
+        );
         let p50 = r.percentiles_us["p50"];
         assert!((149.0..=152.0).contains(&p50), "p50 {p50}");
         assert!(r.percentiles_us["max"] >= 899.0);

@@ -100,7 +100,12 @@ struct HttpArgs {
     #[arg(long, value_name = "CORE")]
     client_core: Option<usize>,
     /// Extra arguments for `fastpath serve`, e.g. "--idle busy".
-    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
     fastpath_args: String,
 }
 
@@ -323,7 +328,11 @@ fn http(a: HttpArgs, stop: &AtomicBool) -> anyhow::Result<()> {
         connections: a.connections,
         server_core: a.server_core.unwrap_or(usize::from(two)),
         client_core: a.client_core.unwrap_or(0),
-        fastpath_args: a.fastpath_args.split_whitespace().map(String::from).collect(),
+        fastpath_args: a
+            .fastpath_args
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
         out: out.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
@@ -362,4 +371,3 @@ fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     println!("reports: {}", base.display());
     Ok(())
 }
-

@@ -164,10 +164,12 @@ mod tests {
             udp.check(spec.src.ip().octets(), spec.dst.ip().octets()),
             crate::wire::udp::ChecksumStatus::Valid
         );
-        assert!(udp_frame(&BlastSpec {
-            frame_len: 20,
-            ..spec
-        })
-        .is_err());
+        assert!(
+            udp_frame(&BlastSpec {
+                frame_len: 20,
+                ..spec
+            })
+            .is_err()
+        );
     }
 }
