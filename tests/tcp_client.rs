@@ -152,6 +152,11 @@ fn fastpath_as_the_client_moves_64_mib() {
     client_transfers(&[64 << 20]);
 }
 
+#[test]
+fn fastpath_as_the_client_moves_256_mib() {
+    client_transfers(&[256 << 20]);
+}
+
 /// fastpath as the client, in-process, against a kernel echo: one connection per size.
 fn client_transfers(sizes: &[u64]) {
     let pair = veth_pair(VethConfig::default());

@@ -18,9 +18,9 @@
 //! MSS 1448 and an RTT of ~1 ms on a loaded veth that is ~9 MB/s; retransmission timeouts
 //! (Linux's floor is 200 ms) cut it by a large factor. A 2-core CI machine shared with
 //! other jobs is slower again. The bound asserted, `LIMIT_PER_MIB` per MiB plus
-//! `LIMIT_BASE`, assumes no better than ~100 KiB/s: a floor at least 10× below what
-//! was measured on the development machine, so only a stall (a connection that stopped
-//! making progress) fails it.
+//! `LIMIT_BASE`, assumes no better than ~500 KiB/s: measured here with two other builds
+//! running, 16 MiB took 1.4 s, 64 MiB 8.8 s and 256 MiB 28.9 s (~9 MB/s), so the bound is
+//! ~18× slack and only a stall (a connection that stopped making progress) fails it.
 
 use std::{
     sync::mpsc,
@@ -34,7 +34,7 @@ use fastpath_e2e::{tcp::*, *};
 
 const PORT: u16 = 7110;
 const LIMIT_BASE: Duration = Duration::from_secs(30);
-const LIMIT_PER_MIB: Duration = Duration::from_secs(10);
+const LIMIT_PER_MIB: Duration = Duration::from_secs(2);
 
 /// fastpath's TX: every fault; its RX: reordering and corruption (the tc program drops and
 /// duplicates the peer's frames, so each direction sees each fault once).
@@ -85,6 +85,7 @@ fn transfers_over_a_lossy_duplicating_corrupting_reordering_path_come_back_byte_
         (2, 1 << 20),
         (3, 16 << 20),
         (4, 64 << 20),
+        (5, 256 << 20),
     ] {
         transfer(&fastpath, &pair, len, seed);
     }
@@ -125,7 +126,7 @@ fn transfers_over_a_lossy_duplicating_corrupting_reordering_path_come_back_byte_
         sum_in(&s, "fast_retransmits") > 0,
         "no fast retransmit: {s}"
     );
-    assert_eq!(sum_in(&s, "tcp_conns_opened"), 4);
+    assert_eq!(sum_in(&s, "tcp_conns_opened"), 5);
     eprintln!(
         "fastpath: retransmits {} fast {} timeouts {} dsack {} ooo_overflow {}",
         sum_in(&s, "retransmits"),
