@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use crossbeam_utils::CachePadded;
@@ -27,6 +27,18 @@ use crate::{
 /// Input a session holds beyond what `httparse` needs for one head: room for a few
 /// pipelined requests, so one read takes a burst of them.
 const INPUT_SLACK: usize = 8 * 1024;
+
+/// How long a connection the server has half-closed keeps reading and dropping what the
+/// peer still sends. RFC 9112 §9.6 closes in stages so that a reset does not destroy the
+/// last response at the client: "the server performs a half-close by closing only the
+/// write side", then "continues to read from the connection until it receives a
+/// corresponding close by the client, or until the server is reasonably certain that its
+/// own TCP stack has received the client's acknowledgement". Not for ever, though, or a
+/// peer that never closes its end holds the connection for good. Then `Connection::close`
+/// hands it to TCP's orphan handling: FIN-WAIT-2 ends 2 × MSL after the peer was last
+/// heard, and data that still arrives is answered with a reset. 5 s is nginx's
+/// `lingering_timeout`.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// One worker's running totals, written only by that worker.
 #[derive(Default)]
@@ -144,6 +156,7 @@ impl TcpHandler for HttpServer {
             stats: self.stats.clone(),
             worker,
             closing: false,
+            linger_until: None,
         }))
     }
 }
@@ -158,6 +171,8 @@ struct HttpSession {
     worker: usize,
     /// The TCP connection was shut down or aborted after the last response.
     closing: bool,
+    /// When a shut-down connection stops lingering and is closed (`LINGER`).
+    linger_until: Option<Instant>,
 }
 
 impl HttpSession {
@@ -203,8 +218,10 @@ impl HttpSession {
                 // The peer stopped taking bytes: what is queued will never leave.
                 conn.abort();
             } else {
-                // FIN after the last response; what the peer still sends is read and dropped.
+                // FIN after the last response; what the peer still sends is read and
+                // dropped, for `LINGER`.
                 conn.shutdown();
+                self.linger_until = Some(now + LINGER);
             }
         }
         let s = self.http.take_stats();
@@ -220,11 +237,7 @@ impl TcpSession for HttpSession {
             return;
         }
         if self.closing {
-            // Read and drop whatever still arrives, so the window stays open for the FIN.
-            while conn.readable() > 0 {
-                let n = conn.readable().min(scratch.len());
-                conn.read(&mut scratch[..n]);
-            }
+            discard_input(conn, scratch);
             return;
         }
         self.pump(now, conn);
@@ -232,14 +245,31 @@ impl TcpSession for HttpSession {
 
     fn deadline(&self) -> Option<Instant> {
         if self.closing {
-            None
+            self.linger_until
         } else {
             self.http.deadline()
         }
     }
 
-    fn on_timeout(&mut self, now: Instant, conn: &mut Connection, _scratch: &mut [u8]) {
+    fn on_timeout(&mut self, now: Instant, conn: &mut Connection, scratch: &mut [u8]) {
+        if self.closing {
+            if self.linger_until.is_some_and(|at| at <= now) {
+                self.linger_until = None;
+                // Nothing unread, so `close` does not reset: the peer may still be reading.
+                discard_input(conn, scratch);
+                conn.close();
+            }
+            return;
+        }
         self.http.on_timeout(now);
         self.pump(now, conn);
+    }
+}
+
+/// Reads and drops whatever arrived, so the window stays open for the peer's FIN.
+fn discard_input(conn: &mut Connection, scratch: &mut [u8]) {
+    while conn.readable() > 0 {
+        let n = conn.readable().min(scratch.len());
+        conn.read(&mut scratch[..n]);
     }
 }

@@ -2,6 +2,7 @@
 //! feeds `on_data`, drains `poll_output` and reads the responses back with `httparse`.
 
 mod files;
+mod session;
 mod steady_state;
 
 use std::{sync::Arc, time::Duration};
