@@ -150,6 +150,10 @@ impl Demux {
         &self.tcp
     }
 
+    pub fn tcp_mut(&mut self) -> &mut TcpEngine {
+        &mut self.tcp
+    }
+
     /// Timers armed and not yet fired.
     pub fn timers_armed(&self) -> usize {
         self.timers.len()

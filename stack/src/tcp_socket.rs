@@ -58,6 +58,9 @@ counter_set! {
         DropTx = "drop_tcp_tx",
         /// A new connection found its four-tuple taken in the table (or the table full).
         DropTableFull = "drop_tcp_table",
+        /// Connections freed on entering TIME-WAIT because the worker already held its
+        /// most (`TcpEngine::set_max_time_wait`; Linux's `tcp_max_tw_buckets`).
+        TimeWaitOverflow = "tcp_time_wait_overflow",
         ConnectionsOpened = "tcp_conns_opened",
         ConnectionsClosed = "tcp_conns_closed",
     }

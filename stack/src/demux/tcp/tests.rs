@@ -10,7 +10,8 @@ use crate::{
     api::Stack,
     demux::{Demux, FrameHandler},
     echo::TcpEcho,
-    tcp_socket::TcpIoCounter,
+    tcp::{Connection, Event},
+    tcp_socket::{TcpHandler, TcpIoCounter},
     time::Instant,
     wire::{
         ipv4::{Ipv4Packet, Ipv4Repr},
@@ -25,6 +26,18 @@ const CLIENT_PORT: u16 = 40000;
 
 /// A frame from the client to the server's `port`.
 fn client_frame(port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    client_frame_from(CLIENT_PORT, port, flags, seq, ack, payload)
+}
+
+/// A frame from the client's `src_port` to the server's `port`.
+fn client_frame_from(
+    src_port: u16,
+    port: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let options = if flags & flags::SYN != 0 {
         TcpOptions {
             mss: Some(1460),
@@ -34,7 +47,7 @@ fn client_frame(port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec
         TcpOptions::default()
     };
     let header = TcpRepr {
-        src_port: CLIENT_PORT,
+        src_port,
         dst_port: port,
         seq,
         ack,
@@ -67,13 +80,18 @@ fn client_frame(port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec
 /// checksums.
 #[track_caller]
 fn server_segment(frame: &[u8]) -> (TcpRepr, Vec<u8>) {
+    server_segment_to(frame, CLIENT_PORT)
+}
+
+#[track_caller]
+fn server_segment_to(frame: &[u8], client_port: u16) -> (TcpRepr, Vec<u8>) {
     assert_eq!(&frame[0..6], &[2, 0, 0, 0, 0, 2], "to the client's MAC");
     let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
     assert!(ip.verify_checksum());
     assert_eq!((ip.src(), ip.dst()), (SERVER, CLIENT));
     let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
     let header = TcpRepr::parse(&tcp, SERVER, CLIENT).expect("a full, valid checksum");
-    assert_eq!((header.src_port, header.dst_port), (PORT, CLIENT_PORT));
+    assert_eq!((header.src_port, header.dst_port), (PORT, client_port));
     (header, tcp.payload().to_vec())
 }
 
@@ -258,4 +276,70 @@ fn output_beyond_the_tx_budget_waits_for_the_next_poll() {
     let echoed: usize = sink.frames.iter().map(|f| server_segment(f).1.len()).sum();
     assert_eq!(echoed, 2920, "all of it, once room came");
     assert!(!demux.tcp().has_deferred());
+}
+
+/// Closes every connection as soon as it is established: the server closes first, so it
+/// is the one that enters TIME-WAIT.
+struct CloseFirst;
+
+impl TcpHandler for CloseFirst {
+    fn on_event(&self, conn: &mut Connection, event: Event, _scratch: &mut [u8]) {
+        if event == Event::Connected {
+            conn.shutdown();
+        }
+    }
+}
+
+/// A handshake, the server's FIN, the client's FIN: the server is left in TIME-WAIT, or,
+/// with no room for one more, freed at once (its last ACK still sent).
+fn close_first(demux: &mut Demux, now: Instant, client_port: u16) {
+    let frame = |flags, seq, ack| client_frame_from(client_port, PORT, flags, seq, ack, b"");
+    let out = deliver(demux, now, frame(flags::SYN, 1000, 0));
+    let (syn_ack, _) = server_segment_to(&out[0], client_port);
+    let out = deliver(demux, now, frame(flags::ACK, 1001, syn_ack.seq + 1));
+    let (fin, _) = server_segment_to(out.last().expect("the server's FIN"), client_port);
+    assert_ne!(fin.flags & flags::FIN, 0);
+    let out = deliver(
+        demux,
+        now,
+        frame(flags::ACK | flags::FIN, 1001, fin.seq + 1),
+    );
+    let (last_ack, _) = server_segment_to(
+        out.last().expect("the ACK of the client's FIN"),
+        client_port,
+    );
+    assert_eq!(last_ack.ack, 1002);
+}
+
+#[test]
+fn time_wait_beyond_the_cap_is_freed_at_once() {
+    let stack = Stack::detached(1);
+    stack
+        .tcp_listen(
+            format!("0.0.0.0:{PORT}").parse().unwrap(),
+            16,
+            Arc::new(CloseFirst),
+        )
+        .unwrap();
+    let mut demux = Demux::new(stack.host().clone(), 0);
+    demux.tcp_mut().set_max_time_wait(2);
+    let now = Instant::from_secs(100);
+    for i in 0..5 {
+        close_first(&mut demux, now, 41000 + i);
+    }
+    assert_eq!(demux.tcp().connections(), 2, "two held in TIME-WAIT");
+    let time_wait = stack
+        .sockets()
+        .iter()
+        .filter(|r| r.state == "time-wait")
+        .count();
+    assert_eq!(time_wait, 2);
+    let io = demux.tcp().io_counters();
+    assert_eq!(io.get(TcpIoCounter::TimeWaitOverflow), 3);
+    assert_eq!(io.get(TcpIoCounter::ConnectionsClosed), 3);
+    assert_eq!(
+        demux.timers_armed(),
+        2,
+        "only the two in TIME-WAIT keep a timer"
+    );
 }
