@@ -412,6 +412,9 @@ pub fn line_rate(pair: &VethPair, secs: u64, core: usize) -> anyhow::Result<Line
         .args(["echo", "--iface", &pair.client.iface, "--udp-sink"])
         .arg(SINK_PORT.to_string())
         .args(["--queues", "1", "--cpus", &receiver_core.to_string()])
+        // Spinning keeps its fill ring stocked: a sleeping receiver would drop what the
+        // sender pushed, and the line rate would measure the receiver.
+        .args(["--idle", "busy", "--frames", "16384"])
         .arg("--control")
         .arg(&control)
         .stdout(Stdio::null())

@@ -42,6 +42,19 @@ enum Command {
     /// Connection: close, alternating; a 10 MiB curl download from each against the test
     /// bed's line rate (AF_XDP alone, `fastpath blast`).
     Http(HttpArgs),
+    /// The test bed's line rate: AF_XDP alone (`fastpath blast`) pushing MTU-sized frames from
+    /// the server namespace to a receiver in the peer's, the yardstick for HTTP downloads.
+    LineRate {
+        /// Seconds to send.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+        duration: u64,
+        /// Core for the sender; default 1.
+        #[arg(long, value_name = "CORE")]
+        server_core: Option<usize>,
+        /// Folder for line-rate.json (default: bench-results/<UTC time>-line-rate).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Every scenario, each into its own folder under --out (bounded to 10 minutes).
     All(Common),
     /// The demo: `fastpath serve` on a fresh veth pair, checked with curl, then wrk against it
@@ -232,6 +245,11 @@ fn main() -> ExitCode {
             fastpath_bench::http::demo(duration, &out, &stop)
         }),
         Command::Http(a) => http(a, &stop),
+        Command::LineRate {
+            duration,
+            server_core,
+            out,
+        } => line_rate(duration, server_core, out),
         Command::PlotCwnd { csv, out } => {
             fastpath_bench::report::plot_cwnd(&csv, &out).map(|png| {
                 println!(
@@ -312,6 +330,32 @@ fn one(kind: ScenarioKind, c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     let (_, table) = scenario::run(kind, &s, stop)?;
     print!("{table}");
     println!("report: {}", out.display());
+    Ok(())
+}
+
+fn line_rate(secs: u64, core: Option<usize>, out: Option<PathBuf>) -> anyhow::Result<()> {
+    preflight()?;
+    let out =
+        out.unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-line-rate", utc_stamp())));
+    let core = core.unwrap_or(usize::from(fastpath_bench::machine::online_cores() >= 2));
+    let pair =
+        fastpath_bench::netns::VethPair::create(fastpath_bench::netns::VethConfig::default())?;
+    let r = fastpath_bench::http::line_rate(&pair, secs, core)?;
+    drop(pair);
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("line-rate.json"),
+        serde_json::to_string_pretty(&r)?,
+    )?;
+    println!(
+        "line rate: {:.0} MB/s of UDP payload delivered ({:.2} Gb/s), {} of {} frames arrived; sender ring {:.0} MB/s",
+        r.delivered_payload_bytes_per_sec / 1e6,
+        r.delivered_payload_bytes_per_sec * 8.0 / 1e9,
+        r.received_frames,
+        r.sent_frames,
+        r.sent_bytes_per_sec / 1e6
+    );
+    println!("report: {}", out.join("line-rate.json").display());
     Ok(())
 }
 
