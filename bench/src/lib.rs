@@ -4,9 +4,12 @@
 pub mod generator;
 pub mod impair;
 pub mod kernel_echo;
+pub mod kernel_tcp_echo;
 pub mod machine;
 pub mod netns;
 pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod sockperf;
+pub mod tcp_load;
+pub mod tcp_scenario;
