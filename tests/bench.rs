@@ -1,5 +1,6 @@
-//! The bench harness, run short: every scenario writes its reports for both systems, the
-//! numbers are sane, bad options fail in one line, and Ctrl-C leaves nothing behind.
+//! The bench harness, run short: every scenario, UDP and TCP, writes its reports for every
+//! system, the numbers are sane, bad options fail in one line, and Ctrl-C leaves nothing
+//! behind.
 
 use std::{
     path::Path,
@@ -113,6 +114,14 @@ fn every_scenario_writes_its_reports_and_both_clients_measure() {
         &["fastpath", "kernel"],
     );
     check_scenario(&out.join("udp-flood"), "udp-flood", &["fastpath", "kernel"]);
+    for tcp in ["tcp-rr", "tcp-crr"] {
+        check_scenario(&out.join(tcp), tcp, &["fastpath", "kernel"]);
+    }
+    check_scenario(
+        &out.join("tcp-bulk"),
+        "tcp-bulk",
+        &["fastpath", "kernel", "kernel+offload"],
+    );
     let ceiling = check_scenario(&out.join("ceiling"), "ceiling", &["ceiling", "fastpath"]);
     assert!(
         ceiling["notes"]
@@ -161,6 +170,74 @@ fn every_scenario_writes_its_reports_and_both_clients_measure() {
         "{agreement}"
     );
     assert!(out.join("summary.txt").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn tcp_scenarios_measure_fastpath_and_the_kernel() {
+    let _serial = serial();
+    let out = std::env::temp_dir().join(format!("fastpath-bench-tcp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let cases: [(&str, &[&str]); 3] = [
+        ("tcp-rr", &["fastpath", "kernel"]),
+        ("tcp-crr", &["fastpath", "kernel"]),
+        ("tcp-bulk", &["fastpath", "kernel", "kernel+offload"]),
+    ];
+    for (scenario, systems) in cases {
+        let dir = out.join(scenario);
+        let status = bench()
+            .args([scenario, "--duration", "1", "--rounds", "1", "--out"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "fastpath-bench {scenario} failed: {status}"
+        );
+        let report = check_scenario(&dir, scenario, systems);
+        let runs = report["runs"].as_array().unwrap();
+        let clients = if scenario == "tcp-rr" { 2 } else { 1 };
+        assert_eq!(runs.len(), clients * systems.len(), "{report}");
+        for run in runs {
+            assert!(
+                run["received"].as_u64().unwrap() > 0
+                    && run["sent"].as_u64().unwrap() >= run["received"].as_u64().unwrap()
+                    && run["samples"].as_u64().unwrap() > 0,
+                "{scenario}: a run measured nothing: {run}"
+            );
+        }
+        if scenario == "tcp-rr" {
+            for client in ["1-conn", "32-conn"] {
+                assert!(
+                    runs.iter().any(|r| r["client"] == client),
+                    "tcp-rr: no {client} run: {report}"
+                );
+            }
+        }
+        // Whether a goal is met is a timing question; here only that each is reported.
+        let goals = report["goals"].as_array().unwrap();
+        assert!(!goals.is_empty(), "{scenario}: no goals: {report}");
+        for goal in goals {
+            assert!(
+                goal["measured"].as_f64().is_some_and(|v| v > 0.0) && goal["met"].is_boolean(),
+                "{goal}"
+            );
+        }
+        // No connection failed, and fastpath closed every connection it served.
+        let notes: Vec<&str> = report["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert!(
+            !notes
+                .iter()
+                .any(|n| n.contains("connection error") || n.contains("still held")),
+            "{scenario}: {notes:#?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

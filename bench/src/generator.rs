@@ -85,7 +85,8 @@ pub fn pin_current_thread(cpu: usize) {
     }
 }
 
-fn thread_cpu_time() -> Duration {
+/// CPU time the calling thread has used.
+pub fn thread_cpu_time() -> Duration {
     // Safety: clock_gettime writes the timespec we pass.
     let mut ts = unsafe { std::mem::zeroed::<libc::timespec>() };
     // Safety: as above.

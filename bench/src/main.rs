@@ -11,9 +11,10 @@ use std::{
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use fastpath_bench::{
-    kernel_echo,
+    kernel_echo, kernel_tcp_echo,
     process::fastpath_binary,
     scenario::{self, ScenarioKind, Settings},
+    tcp_scenario::{self, TcpArgs, TcpScenarioKind, TcpSettings},
 };
 
 #[derive(Parser)]
@@ -23,7 +24,7 @@ use fastpath_bench::{
     long_about = "Runs a scenario against fastpath and against a kernel-stack server doing the same work, \
 on the same veth pair between two fresh network namespaces, alternating A B A B, and writes a report: \
 a table, .hgrm percentile files, HdrHistogram logs, report.json and a latency plot.\n\n\
-Examples:\n  cargo xtask bench udp-pingpong --duration 5\n  cargo xtask bench udp-flood --rate 200000\n  cargo xtask bench all --out bench-results/today"
+Examples:\n  cargo xtask bench udp-pingpong --duration 5\n  cargo xtask bench udp-flood --rate 200000\n  cargo xtask bench tcp-rr\n  cargo xtask bench tcp-bulk --duration 10\n  cargo xtask bench all --out bench-results/today"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,7 +56,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Every scenario, each into its own folder under --out (bounded to 10 minutes).
+    /// TCP request/response: 64 bytes each way on 1 and on 32 connections, one request
+    /// outstanding on each; fastpath's TCP echo against a kernel epoll echo server.
+    TcpRr(TcpArgs),
+    /// TCP connect, 64 bytes each way, close: transactions per second.
+    TcpCrr(TcpArgs),
+    /// One TCP flow echoed back (30 s by default): bytes per second, with the pair's offloads
+    /// matched to fastpath's, and the kernel with its default offloads as a third system.
+    TcpBulk(TcpArgs),
+    /// Every scenario, UDP and TCP, each into its own folder under --out (bounded to 10 minutes).
     All(Common),
     /// The demo: `fastpath serve` on a fresh veth pair, checked with curl, then wrk against it
     /// and against nginx, with a report and plot.
@@ -80,6 +89,19 @@ enum Command {
     /// (internal) the kernel-stack UDP echo server, run inside the server namespace.
     #[command(hide = true)]
     KernelEcho {
+        #[arg(long)]
+        addr: std::net::Ipv4Addr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Exit after this many seconds whatever happens.
+        #[arg(long, default_value_t = 600)]
+        limit: u64,
+    },
+    /// (internal) the kernel-stack TCP echo server, run inside the server namespace.
+    #[command(hide = true)]
+    KernelTcpEcho {
         #[arg(long)]
         addr: std::net::Ipv4Addr,
         #[arg(long)]
@@ -219,7 +241,7 @@ fn main() -> ExitCode {
                 e.exit();
             }
             eprintln!(
-                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, all; see --help)",
+                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, tcp-rr, tcp-crr, tcp-bulk, all; see --help)",
                 one_line(&e)
             );
             return ExitCode::from(2);
@@ -250,6 +272,12 @@ fn main() -> ExitCode {
             server_core,
             out,
         } => line_rate(duration, server_core, out),
+        Command::KernelTcpEcho {
+            addr,
+            port,
+            cpu,
+            limit,
+        } => kernel_tcp_echo::serve(addr, port, cpu, Duration::from_secs(limit)),
         Command::PlotCwnd { csv, out } => {
             fastpath_bench::report::plot_cwnd(&csv, &out).map(|png| {
                 println!(
@@ -262,6 +290,9 @@ fn main() -> ExitCode {
         Command::UdpPingpong(c) => one(ScenarioKind::UdpPingpong, c, &stop),
         Command::UdpFlood(c) => one(ScenarioKind::UdpFlood, c, &stop),
         Command::Ceiling(c) => one(ScenarioKind::Ceiling, c, &stop),
+        Command::TcpRr(a) => tcp(TcpScenarioKind::Rr, a, &stop),
+        Command::TcpCrr(a) => tcp(TcpScenarioKind::Crr, a, &stop),
+        Command::TcpBulk(a) => tcp(TcpScenarioKind::Bulk, a, &stop),
         Command::All(c) => all(c, &stop),
     };
     match result {
@@ -386,6 +417,40 @@ fn http(a: HttpArgs, stop: &AtomicBool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn tcp(kind: TcpScenarioKind, a: TcpArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+    preflight()?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-{}", utc_stamp(), kind.name())));
+    let s = TcpSettings::new(kind, &a, out.clone(), command_line());
+    let (_, table) = tcp_scenario::run(kind, &s, stop)?;
+    print!("{table}");
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+/// The TCP scenarios with `all`'s options: its --duration for each (bulk included).
+fn tcp_settings(kind: TcpScenarioKind, c: &Common, out: PathBuf) -> TcpSettings {
+    let a = TcpArgs {
+        out: None,
+        duration: Some(c.duration),
+        rounds: c.rounds,
+        payload: 64,
+        connections: vec![1, 32],
+        queues: c.queues,
+        mtu: c.mtu,
+        server_core: c.server_core,
+        client_core: c.client_core,
+        fastpath_args: c.fastpath_args.clone(),
+    };
+    TcpSettings::new(kind, &a, out, command_line())
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
 fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     preflight()?;
     let base = c
@@ -395,6 +460,11 @@ fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     let total: u64 = ScenarioKind::ALL
         .iter()
         .map(|k| scenario::planned_secs(*k, &settings(&c, base.clone())))
+        .chain(
+            TcpScenarioKind::ALL
+                .iter()
+                .map(|k| tcp_scenario::planned_secs(*k, &tcp_settings(*k, &c, base.clone()))),
+        )
         .sum();
     if total > ALL_LIMIT_SECS {
         bail!(
@@ -407,6 +477,13 @@ fn all(c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
     for kind in ScenarioKind::ALL {
         let s = settings(&c, base.join(kind.name()));
         let (_, table) = scenario::run(kind, &s, stop)?;
+        println!("{table}");
+        tables.push_str(&table);
+        tables.push('\n');
+    }
+    for kind in TcpScenarioKind::ALL {
+        let s = tcp_settings(kind, &c, base.join(kind.name()));
+        let (_, table) = tcp_scenario::run(kind, &s, stop)?;
         println!("{table}");
         tables.push_str(&table);
         tables.push('\n');

@@ -395,7 +395,9 @@ fn percentile_label(x: f64) -> String {
 }
 
 fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
+    if r >= 1e9 {
+        format!("{:.2}G", r / 1e9)
+    } else if r >= 1e6 {
         format!("{:.2}M", r / 1e6)
     } else if r >= 1e3 {
         format!("{:.1}k", r / 1e3)

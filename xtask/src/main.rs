@@ -44,9 +44,9 @@ enum Task {
     },
     /// Run a bench scenario (or `all`) and write its report (needs root).
     Bench {
-        /// SCENARIO [OPTIONS]: udp-pingpong, udp-flood, ceiling or all, then options such as
-        /// --out DIR, --duration SECONDS, --rate PPS. `cargo xtask bench udp-flood --help`
-        /// lists them all.
+        /// SCENARIO [OPTIONS]: udp-pingpong, udp-flood, ceiling, tcp-rr, tcp-crr, tcp-bulk or
+        /// all, then options such as --out DIR, --duration SECONDS, --rate PPS.
+        /// `cargo xtask bench udp-flood --help` lists them all.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
