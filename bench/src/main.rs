@@ -241,7 +241,7 @@ fn main() -> ExitCode {
                 e.exit();
             }
             eprintln!(
-                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, tcp-rr, tcp-crr, tcp-bulk, all; see --help)",
+                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, tcp-rr, tcp-crr, tcp-bulk, http, line-rate, all, demo; see --help)",
                 one_line(&e)
             );
             return ExitCode::from(2);
