@@ -233,7 +233,10 @@ fn ping_pong(spec: &TcpLoadSpec, w: &mut Window, stop: &AtomicBool) -> anyhow::R
                 }
                 Ok(n) => got += n,
                 Err(e) if transient(&e) => {
-                    if w.now() > give_up || stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        bail!("interrupted");
+                    }
+                    if w.now() > give_up {
                         w.error(|| format!("no response within {IO_TIMEOUT:?}"));
                         return Ok(());
                     }
