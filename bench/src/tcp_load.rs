@@ -233,7 +233,10 @@ fn ping_pong(spec: &TcpLoadSpec, w: &mut Window, stop: &AtomicBool) -> anyhow::R
                 }
                 Ok(n) => got += n,
                 Err(e) if transient(&e) => {
-                    if w.now() > give_up || stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        bail!("interrupted");
+                    }
+                    if w.now() > give_up {
                         w.error(|| format!("no response within {IO_TIMEOUT:?}"));
                         return Ok(());
                     }
@@ -474,8 +477,14 @@ fn transaction(
     check(rc, "connect")?;
     // Safety: request is initialised; a fresh connection's send buffer takes it whole.
     let n = unsafe { libc::write(fd.0, request.as_ptr().cast(), request.len()) };
-    if n != request.len() as isize {
+    if n < 0 {
         check(-1, "write")?;
+    }
+    if n as usize != request.len() {
+        return Err((
+            "write",
+            io::Error::other("short write on a fresh connection"),
+        ));
     }
     let mut got = 0;
     while got < response.len() {
