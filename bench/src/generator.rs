@@ -85,7 +85,7 @@ pub fn pin_current_thread(cpu: usize) {
     }
 }
 
-fn thread_cpu_time() -> Duration {
+pub fn thread_cpu_time() -> Duration {
     // Safety: clock_gettime writes the timespec we pass.
     let mut ts = unsafe { std::mem::zeroed::<libc::timespec>() };
     // Safety: as above.

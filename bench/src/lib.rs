@@ -1,6 +1,8 @@
 //! fastpath's bench harness: the veth/netns test bed, processes, load generators, scenarios
 //! and reports. The end-to-end tests use the same test bed.
 
+pub mod capacity;
+pub mod cpu;
 pub mod generator;
 pub mod impair;
 pub mod kernel_echo;
@@ -10,3 +12,4 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod sockperf;
+pub mod xdp_gen;

@@ -11,7 +11,7 @@ use std::{
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use fastpath_bench::{
-    kernel_echo,
+    capacity, kernel_echo,
     netns::{CLIENT_ADDR, SERVER_ADDR, VethConfig, VethPair},
     process::{FastpathProcess, fastpath_binary},
     scenario::{self, ScenarioKind, Settings},
@@ -39,6 +39,22 @@ enum Command {
     UdpFlood(Common),
     /// A bare AF_XDP bounce with no stack (the limit), against fastpath; and the client's own capacity.
     Ceiling(Common),
+    /// Each server's own limit (highest rate with <= 0.1 % loss) with an AF_XDP load
+    /// generator, latency at 50 % and 90 % of it, CPU and user-space cycles per request.
+    /// --rate sets the fixed rate for CPU per request (default: half the lowest limit).
+    UdpCapacity(CapacityArgs),
+    /// One run of the AF_XDP generator against one server (fastpath, kernel or ceiling),
+    /// printed: for checks, and for profiles under `perf record -a -g`.
+    XdpLoad {
+        #[command(flatten)]
+        args: CapacityArgs,
+        /// The server: fastpath, kernel or ceiling.
+        #[arg(long, default_value = "fastpath")]
+        system: String,
+        /// Sleep between bursts (as for CPU per request) instead of spinning.
+        #[arg(long)]
+        sleep: bool,
+    },
     /// Every scenario, each into its own folder under --out (bounded to 10 minutes).
     All(Common),
     /// The demo: fastpath's UDP echo on a fresh veth pair, checked and compared with the kernel.
@@ -70,6 +86,15 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         limit: u64,
     },
+}
+
+#[derive(Args, Clone)]
+struct CapacityArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Flows (UDP source ports) the AF_XDP generator spreads its requests over.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    flows: u16,
 }
 
 #[derive(Args, Clone)]
@@ -169,7 +194,7 @@ fn main() -> ExitCode {
                 e.exit();
             }
             eprintln!(
-                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, all; see --help)",
+                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, udp-capacity, all; see --help)",
                 one_line(&e)
             );
             return ExitCode::from(2);
@@ -202,6 +227,18 @@ fn main() -> ExitCode {
         Command::UdpPingpong(c) => one(ScenarioKind::UdpPingpong, c, &stop),
         Command::UdpFlood(c) => one(ScenarioKind::UdpFlood, c, &stop),
         Command::Ceiling(c) => one(ScenarioKind::Ceiling, c, &stop),
+        Command::UdpCapacity(c) => capacity(c, &stop),
+        Command::XdpLoad {
+            args,
+            system,
+            sleep,
+        } => preflight().and_then(|()| {
+            let s = settings(&args.common, PathBuf::from("/tmp"));
+            let options = capacity::Options { flows: args.flows };
+            let text = capacity::load_once(&s, &options, &system, args.common.rate, sleep, &stop)?;
+            print!("{text}");
+            Ok(())
+        }),
         Command::All(c) => all(c, &stop),
     };
     match result {
@@ -268,6 +305,21 @@ fn one(kind: ScenarioKind, c: Common, stop: &AtomicBool) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-{}", utc_stamp(), kind.name())));
     let s = settings(&c, out.clone());
     let (_, table) = scenario::run(kind, &s, stop)?;
+    print!("{table}");
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+fn capacity(c: CapacityArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+    preflight()?;
+    let kind = ScenarioKind::UdpCapacity;
+    let out =
+        c.common.out.clone().unwrap_or_else(|| {
+            PathBuf::from(format!("bench-results/{}-{}", utc_stamp(), kind.name()))
+        });
+    let s = settings(&c.common, out.clone());
+    let options = capacity::Options { flows: c.flows };
+    let (_, table) = capacity::run(&s, &options, stop)?;
     print!("{table}");
     println!("report: {}", out.display());
     Ok(())

@@ -1,0 +1,1005 @@
+//! Scenario `udp-capacity`: each server's own limit, found with a load generator that is
+//! not the bottleneck (`xdp_gen`, on fastpath's AF_XDP layer), and what a request costs
+//! it in CPU.
+//!
+//! For each system — fastpath, the kernel's recvmmsg/sendmmsg echo, the bare AF_XDP
+//! ceiling — the offered load doubles from 100k/s until more than 0.1 % is lost, then a
+//! bisection finds the highest rate with at most 0.1 % loss; latency is recorded at 50 %
+//! and 90 % of that rate. Then, at one fixed rate below every system's limit, the CPU
+//! each answer cost: busy time of every core (`cpu`) ÷ answers, fastpath with `--idle
+//! poll` (work, not spinning), `hybrid` and `busy` beside it. Last, under flood, the
+//! user-space cycles per answer of fastpath's worker, beside the kernel server's.
+
+use std::{
+    sync::atomic::AtomicBool,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cpu::{self, BusyTime, StatSnapshot, ThreadCost, UserCycles},
+    machine::{CpuSampler, Machine},
+    netns::{VethConfig, VethPair},
+    report::{self, Goal, Report, RunReport, Series},
+    scenario::{
+        Cores, Progress, ScenarioKind, Server, Settings, System, cores, start_server, summarize,
+    },
+    xdp_gen::{Edge, GenConfig, LoadPlan, Pacing, SPIN_SPACING, XdpGenerator, XdpLoadResult},
+};
+
+/// The most a loss-free run may lose: 0.1 % of what was offered.
+pub const LOSS_THRESHOLD: f64 = 0.001;
+/// The sweep's first rate; the ceiling's trial at this rate is the generator's own check.
+pub const FIRST_RATE: u64 = 100_000;
+/// The sweep never offers more than this.
+const MAX_RATE: u64 = 12_800_000;
+/// Bisection stops when the bounds are this close (relative).
+const PRECISION: f64 = 0.05;
+const SWEEP_WINDOW: Duration = Duration::from_secs(1);
+const SWEEP_WARMUP: Duration = Duration::from_millis(300);
+const WARMUP: Duration = Duration::from_millis(500);
+/// Server starts, drains and the like, per measurement, for the time estimate.
+const OVERHEAD: Duration = Duration::from_millis(400);
+const SYSTEMS: [System; 3] = [System::Fastpath, System::Kernel, System::Ceiling];
+/// For CPU per request the generator sleeps between bursts of about 100 µs of requests
+/// (10 at 100k/s), so that its own wake-ups cost little beside the server's work.
+const CPU_PACING: Pacing = Pacing::Sleep { spacing_us: 100 };
+
+/// What the command line may change beyond `Settings`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Flows (source ports) the generator spreads its requests over.
+    pub flows: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { flows: 16 }
+    }
+}
+
+/// One run of the generator at one offered rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trial {
+    /// The rate asked for; None: as fast as the rings allow.
+    pub rate: Option<u64>,
+    pub offered: u64,
+    pub sent: u64,
+    pub received: u64,
+    /// Sent and never answered.
+    pub lost: u64,
+    /// Scheduled and never sent (the generator fell behind).
+    pub unsent: u64,
+    pub duplicates: u64,
+    /// Dropped by the generator's own socket (its loss, not the server's).
+    pub generator_rx_dropped: u64,
+    /// (offered − received) ÷ offered.
+    pub loss: f64,
+    pub duration_secs: f64,
+    pub offered_pps: f64,
+    pub send_pps: f64,
+    pub receive_pps: f64,
+    /// Round-trip percentiles in µs from the intended send time, and the max.
+    pub percentiles_us: std::collections::BTreeMap<String, f64>,
+    /// CPU seconds of the generator's thread over the window.
+    pub generator_cpu_secs: f64,
+}
+
+impl Trial {
+    fn new(rate: Option<u64>, r: &XdpLoadResult) -> Self {
+        Self {
+            rate,
+            offered: r.offered,
+            sent: r.sent,
+            received: r.received,
+            lost: r.lost(),
+            unsent: r.unsent(),
+            duplicates: r.duplicates,
+            generator_rx_dropped: r.generator_rx_dropped,
+            loss: r.loss(),
+            duration_secs: r.elapsed.as_secs_f64(),
+            offered_pps: r.offered_rate(),
+            send_pps: r.send_rate(),
+            receive_pps: r.receive_rate(),
+            percentiles_us: report::percentiles_us(&r.histogram),
+            generator_cpu_secs: r.cpu_time.as_secs_f64(),
+        }
+    }
+
+    pub fn loss_free(&self) -> bool {
+        self.offered > 0 && self.loss <= LOSS_THRESHOLD
+    }
+
+    fn p(&self, key: &str) -> f64 {
+        self.percentiles_us.get(key).copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// One system's limit and the trials that found it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SystemCapacity {
+    pub system: String,
+    /// The highest offered rate with at most 0.1 % loss (0: not even the lowest).
+    pub loss_free_pps: u64,
+    /// Every trial of the sweep, in the order run.
+    pub trials: Vec<Trial>,
+    pub at_50: Option<Trial>,
+    pub at_90: Option<Trial>,
+}
+
+/// CPU per answer at one fixed offered rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CpuRow {
+    pub system: String,
+    /// fastpath's idle strategy; "-" for the kernel.
+    pub idle: String,
+    pub trial: Trial,
+    /// Busy time of every core over the window.
+    pub busy: BusyTime,
+    /// Busy CPU of all cores ÷ answers.
+    pub ns_per_request: Option<f64>,
+    /// The server's thread (fastpath's worker, the kernel echo's only thread).
+    pub server_thread: Option<ThreadCost>,
+    pub server_user_cycles_per_request: Option<f64>,
+}
+
+/// User-space cycles per answer of the server's thread, under flood.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CyclesRow {
+    pub system: String,
+    pub idle: String,
+    pub trial: Trial,
+    pub busy: BusyTime,
+    pub server_thread: Option<ThreadCost>,
+    pub user_cycles_per_request: Option<f64>,
+    /// User and system time of the server's thread, as cycles at the TSC rate, per answer.
+    pub thread_cycles_per_request: Option<f64>,
+    /// Busy time of every core, as cycles at the TSC rate, per answer.
+    pub all_cores_cycles_per_request: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CapacityReport {
+    pub loss_threshold: f64,
+    pub flows: u16,
+    /// The generator alone, as fast as it can, with nothing answering: what it can offer.
+    pub generator_alone: Option<Trial>,
+    pub systems: Vec<SystemCapacity>,
+    pub cpu_rate_pps: u64,
+    pub cpu: Vec<CpuRow>,
+    pub cycles: Vec<CyclesRow>,
+    pub cycles_method: String,
+    pub tsc_hz: Option<f64>,
+}
+
+/// Seconds the scenario takes, roughly (for the progress bar and `all`'s bound).
+pub fn planned_secs(s: &Settings) -> u64 {
+    let window = SWEEP_WINDOW.min(Duration::from_secs(s.duration_secs));
+    let trial = window + SWEEP_WARMUP + OVERHEAD;
+    let measure = Duration::from_secs(s.duration_secs) + WARMUP + OVERHEAD;
+    // About ten sweep trials and two latency runs a system; five CPU runs, three floods
+    // and the generator alone.
+    let total = trial * 10 * SYSTEMS.len() as u32 + measure * (2 * 3 + 5 + 3 + 1);
+    total.as_secs()
+}
+
+/// The test bed, the generator and the settings every step shares.
+struct Bench<'a> {
+    pair: VethPair,
+    generator: XdpGenerator,
+    s: &'a Settings,
+    cores: Cores,
+    stop: &'a AtomicBool,
+    progress: Progress,
+}
+
+/// What the CPU counters saw over a window.
+#[derive(Default)]
+struct Window {
+    stat: Option<(StatSnapshot, StatSnapshot)>,
+    thread: Option<ThreadCost>,
+}
+
+impl Bench<'_> {
+    /// Runs the generator on a thread pinned to the client core, showing progress; when
+    /// `watch` names a server thread (pid, tid), its CPU is counted over the window.
+    fn load(
+        &mut self,
+        plan: &LoadPlan,
+        watch: Option<(u32, u32)>,
+    ) -> anyhow::Result<(XdpLoadResult, Window)> {
+        let started = Instant::now();
+        let planned = plan.duration + plan.warmup + OVERHEAD;
+        let mut window = Window::default();
+        let (generator, stop, progress) = (&mut self.generator, self.stop, &self.progress);
+        let result = std::thread::scope(|scope| {
+            let window = &mut window;
+            let handle = scope.spawn(move || {
+                let mut before = None;
+                let mut counter = None;
+                generator.run(plan, stop, &mut |edge| match edge {
+                    Edge::Open => {
+                        counter = watch.map(|(pid, tid)| UserCycles::start(pid, tid));
+                        before = StatSnapshot::read().ok();
+                    }
+                    Edge::Close => {
+                        let after = StatSnapshot::read().ok();
+                        window.thread = counter.take().map(UserCycles::finish);
+                        window.stat = before.take().zip(after);
+                    }
+                })
+            });
+            while !handle.is_finished() {
+                progress.during(started);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?;
+        self.progress.advance(planned);
+        Ok((result, window))
+    }
+
+    fn trial(&mut self, system: &str, rate: u64, window: Duration) -> anyhow::Result<Trial> {
+        self.progress
+            .bar
+            .set_message(format!("{system}: {} offered", fmt_rate(rate as f64)));
+        let plan = LoadPlan {
+            rate: Some(rate),
+            duration: window.min(Duration::from_secs(self.s.duration_secs)),
+            warmup: SWEEP_WARMUP,
+            cpu: Some(self.cores.client),
+            pacing: Pacing::Spin,
+        };
+        let (r, _) = self.load(&plan, None)?;
+        let trial = Trial::new(Some(rate), &r);
+        self.progress.bar.println(format!(
+            "  {system:<8} offered {:>8}  received {:>8}  loss {:>7.3} %{}",
+            fmt_rate(trial.offered_pps),
+            fmt_rate(trial.receive_pps),
+            trial.loss * 100.0,
+            if trial.unsent > 0 {
+                format!(" ({} not sent: the generator fell behind)", trial.unsent)
+            } else {
+                String::new()
+            }
+        ));
+        Ok(trial)
+    }
+
+    /// Doubling from `FIRST_RATE` (halving if even that loses), then bisection.
+    fn sweep(&mut self, system: &str) -> anyhow::Result<(u64, Vec<Trial>)> {
+        let mut trials = Vec::new();
+        let (mut good, mut bad) = (None::<u64>, None::<u64>);
+        let mut rate = FIRST_RATE;
+        loop {
+            let t = self.trial(system, rate, SWEEP_WINDOW)?;
+            let ok = t.loss_free();
+            trials.push(t);
+            match (ok, good) {
+                (true, _) => {
+                    good = Some(rate);
+                    if bad.is_some() || rate >= MAX_RATE {
+                        break;
+                    }
+                    rate *= 2;
+                }
+                (false, Some(_)) => {
+                    bad = Some(rate);
+                    break;
+                }
+                (false, None) => {
+                    bad = Some(rate);
+                    rate /= 2;
+                    if rate < 5_000 {
+                        break;
+                    }
+                }
+            }
+        }
+        while let (Some(g), Some(b)) = (good, bad) {
+            if (b - g) as f64 <= g as f64 * PRECISION {
+                break;
+            }
+            let mid = ((g + b) / 2).div_ceil(1000) * 1000;
+            let t = self.trial(system, mid, SWEEP_WINDOW)?;
+            if t.loss_free() {
+                good = Some(mid);
+            } else {
+                bad = Some(mid);
+            }
+            trials.push(t);
+        }
+        Ok((good.unwrap_or(0), trials))
+    }
+
+    fn start(&self, system: System, idle: Option<&str>) -> anyhow::Result<Server> {
+        let mut s = self.s.clone();
+        if let Some(idle) = idle {
+            s.fastpath_args = with_idle(&s.fastpath_args, idle);
+        }
+        start_server(
+            &self.pair,
+            ScenarioKind::UdpCapacity,
+            system,
+            &s,
+            self.cores.server,
+        )
+    }
+
+    /// The server's thread to count: fastpath's (first) worker, or the kernel echo's.
+    fn server_thread(system: System, server: &Server) -> Option<(u32, u32)> {
+        let pid = server.pid()?;
+        match system {
+            System::Kernel => Some((pid, pid)),
+            _ => cpu::find_thread(pid, "fastpath-q").map(|tid| (pid, tid)),
+        }
+    }
+
+    /// One latency run at `rate`, into a trial, a run report and a series.
+    fn latency_run(
+        &mut self,
+        system: System,
+        server: &Server,
+        rate: u64,
+        label: &str,
+        runs: &mut Vec<RunReport>,
+        series: &mut Vec<Series>,
+    ) -> anyhow::Result<Trial> {
+        self.progress.bar.set_message(format!(
+            "{}: latency at {label} ({})",
+            system.name(),
+            fmt_rate(rate as f64)
+        ));
+        let plan = LoadPlan {
+            rate: Some(rate),
+            duration: Duration::from_secs(self.s.duration_secs),
+            warmup: WARMUP,
+            cpu: Some(self.cores.client),
+            pacing: Pacing::Spin,
+        };
+        let sampler = CpuSampler::start(server.pid());
+        let (r, _) = self.load(&plan, None)?;
+        let cpu = sampler.finish(
+            Some(r.cpu_time.as_secs_f64()),
+            Some(self.cores.server),
+            Some(self.cores.client),
+        );
+        let client = format!("xdp-{label}");
+        runs.push(RunReport {
+            system: system.name().into(),
+            client: client.clone(),
+            round: 0,
+            rate_pps: r.receive_rate(),
+            send_rate_pps: r.send_rate(),
+            sent: r.sent,
+            received: r.received,
+            lost: r.offered.saturating_sub(r.received),
+            duration_secs: r.elapsed.as_secs_f64(),
+            samples: r.histogram.len(),
+            percentiles_us: report::percentiles_us(&r.histogram),
+            cpu,
+        });
+        let trial = Trial::new(Some(rate), &r);
+        let rate = r.receive_rate();
+        series.push(Series {
+            system: system.name().into(),
+            client,
+            rounds: vec![(r.histogram, r.elapsed)],
+            rates: vec![rate],
+        });
+        Ok(trial)
+    }
+
+    fn capacity(
+        &mut self,
+        system: System,
+        runs: &mut Vec<RunReport>,
+        series: &mut Vec<Series>,
+    ) -> anyhow::Result<SystemCapacity> {
+        let server = self.start(system, None)?;
+        let (loss_free, trials) = self.sweep(system.name())?;
+        let (mut at_50, mut at_90) = (None, None);
+        if loss_free > 0 {
+            let half = loss_free / 2;
+            at_50 = Some(self.latency_run(system, &server, half, "50", runs, series)?);
+            let most = loss_free * 9 / 10;
+            at_90 = Some(self.latency_run(system, &server, most, "90", runs, series)?);
+        }
+        drop(server);
+        Ok(SystemCapacity {
+            system: system.name().into(),
+            loss_free_pps: loss_free,
+            trials,
+            at_50,
+            at_90,
+        })
+    }
+
+    /// One measurement with the CPU counters on: a fresh server, the generator at `rate`
+    /// (None: flood) for the scenario's duration.
+    fn costed(
+        &mut self,
+        system: System,
+        idle: Option<&str>,
+        rate: Option<u64>,
+    ) -> anyhow::Result<(Trial, Window)> {
+        let server = self.start(system, idle)?;
+        let watch = Self::server_thread(system, &server);
+        self.progress.bar.set_message(format!(
+            "{}{}: CPU at {}",
+            system.name(),
+            idle.map_or(String::new(), |i| format!(" --idle {i}")),
+            rate.map_or("flood".into(), |r| fmt_rate(r as f64))
+        ));
+        let plan = LoadPlan {
+            rate,
+            duration: Duration::from_secs(self.s.duration_secs),
+            warmup: WARMUP,
+            cpu: Some(self.cores.client),
+            pacing: CPU_PACING,
+        };
+        let (r, window) = self.load(&plan, watch)?;
+        drop(server);
+        Ok((Trial::new(rate, &r), window))
+    }
+
+    fn cpu_row(&mut self, system: System, idle: Option<&str>, rate: u64) -> anyhow::Result<CpuRow> {
+        let (trial, window) = self.costed(system, idle, Some(rate))?;
+        let busy = busy_of(&window);
+        let cycles = window.thread.as_ref().and_then(|t| t.user_cycles);
+        Ok(CpuRow {
+            system: system.name().into(),
+            idle: idle.unwrap_or("-").into(),
+            ns_per_request: cpu::ns_per_request(busy.total_secs, trial.received),
+            server_user_cycles_per_request: per(cycles, trial.received),
+            server_thread: window.thread,
+            busy,
+            trial,
+        })
+    }
+
+    fn cycles_row(&mut self, system: System, idle: Option<&str>) -> anyhow::Result<CyclesRow> {
+        let (trial, window) = self.costed(system, idle, None)?;
+        let busy = busy_of(&window);
+        let tsc = cpu::tsc_hz();
+        let thread = window.thread;
+        Ok(CyclesRow {
+            system: system.name().into(),
+            idle: idle.unwrap_or("-").into(),
+            user_cycles_per_request: per(
+                thread.as_ref().and_then(|t| t.user_cycles),
+                trial.received,
+            ),
+            thread_cycles_per_request: per(
+                thread
+                    .as_ref()
+                    .zip(tsc)
+                    .map(|(t, hz)| (t.user_secs + t.system_secs) * hz),
+                trial.received,
+            ),
+            all_cores_cycles_per_request: per(tsc.map(|hz| busy.total_secs * hz), trial.received),
+            server_thread: thread,
+            busy,
+            trial,
+        })
+    }
+}
+
+/// Busy time of every core over `window`, now.
+fn background_load(window: Duration) -> Option<BusyTime> {
+    let before = StatSnapshot::read().ok()?;
+    std::thread::sleep(window);
+    let after = StatSnapshot::read().ok()?;
+    Some(BusyTime::between(&before, &after, cpu::ticks_per_sec()))
+}
+
+fn busy_of(window: &Window) -> BusyTime {
+    window
+        .stat
+        .as_ref()
+        .map(|(a, b)| BusyTime::between(a, b, cpu::ticks_per_sec()))
+        .unwrap_or_default()
+}
+
+fn per(total: Option<f64>, requests: u64) -> Option<f64> {
+    total.filter(|_| requests > 0).map(|t| t / requests as f64)
+}
+
+/// `args` with any `--idle X` replaced by `--idle idle`.
+fn with_idle(args: &[String], idle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+        } else if a == "--idle" {
+            skip = true;
+        } else if !a.starts_with("--idle=") {
+            out.push(a.clone());
+        }
+    }
+    out.extend(["--idle".to_string(), idle.to_string()]);
+    out
+}
+
+/// The fixed rate for CPU per request: half the lowest loss-free rate, in tens of
+/// thousands (at least 10k/s), so every system is well below its limit.
+pub fn cpu_rate(systems: &[SystemCapacity]) -> u64 {
+    let lowest = systems.iter().map(|s| s.loss_free_pps).min().unwrap_or(0);
+    (lowest / 2 / 10_000 * 10_000).max(10_000)
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k/s", r / 1e3)
+    } else {
+        format!("{r:.0}/s")
+    }
+}
+
+/// Runs the scenario, writes its report into `s.out`, and returns the report and table.
+pub fn run(s: &Settings, opts: &Options, stop: &AtomicBool) -> anyhow::Result<(Report, String)> {
+    if s.queues != 1 {
+        bail!(
+            "udp-capacity drives one veth queue (its generator has one AF_XDP socket); run it without --queues"
+        );
+    }
+    if s.baseline_bin.is_some() || s.with_capture {
+        bail!(
+            "udp-capacity compares fastpath, the kernel and the ceiling; --baseline-bin and --with-capture belong to the other scenarios"
+        );
+    }
+    // Whatever else the machine is doing lands in /proc/stat too: say how much there was.
+    let background = background_load(Duration::from_millis(500));
+    let pair = VethPair::create(VethConfig {
+        queues: s.queues,
+        mtu: s.mtu,
+        peer_tx_checksum: s.peer_tx_checksum,
+    })?;
+    let generator = XdpGenerator::open(
+        &pair,
+        &GenConfig {
+            flows: opts.flows,
+            payload: s.payload,
+            server_port: crate::scenario::PORT,
+        },
+    )?;
+    let mut bench = Bench {
+        cores: cores(s),
+        progress: Progress::new(planned_secs(s), ScenarioKind::UdpCapacity.name()),
+        pair,
+        generator,
+        s,
+        stop,
+    };
+    let mut runs = Vec::new();
+    let mut series = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(busy) = background {
+        notes.push(format!(
+            "before the run, with nothing of the bench running, the machine was busy: {} (other work counts in CPU per request too)",
+            busy.per_core_secs
+                .iter()
+                .map(|(core, secs)| format!("core {core} {:.0} %", secs / 0.5 * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    // What the generator offers with nothing answering: its own limit.
+    bench.progress.bar.set_message("the generator alone");
+    let (alone, _) = bench.load(
+        &LoadPlan {
+            rate: None,
+            duration: SWEEP_WINDOW * 2,
+            warmup: SWEEP_WARMUP,
+            cpu: Some(bench.cores.client),
+            pacing: Pacing::Spin,
+        },
+        None,
+    )?;
+    let generator_alone = Trial::new(None, &alone);
+
+    let mut systems = Vec::new();
+    for system in SYSTEMS {
+        systems.push(bench.capacity(system, &mut runs, &mut series)?);
+    }
+    let cpu_rate_pps = s.rate.unwrap_or_else(|| cpu_rate(&systems));
+    let mut cpu_rows = Vec::new();
+    for (system, idle) in [
+        (System::Fastpath, Some("poll")),
+        (System::Fastpath, Some("hybrid")),
+        (System::Fastpath, Some("busy")),
+        (System::Kernel, None),
+        (System::Ceiling, Some("poll")),
+    ] {
+        cpu_rows.push(bench.cpu_row(system, idle, cpu_rate_pps)?);
+    }
+    let mut cycles = Vec::new();
+    for (system, idle) in [
+        (System::Fastpath, Some("poll")),
+        (System::Kernel, None),
+        (System::Ceiling, Some("poll")),
+    ] {
+        cycles.push(bench.cycles_row(system, idle)?);
+    }
+    bench.progress.bar.finish_and_clear();
+
+    let cycles_method = cycles
+        .iter()
+        .find_map(|c| c.server_thread.as_ref())
+        .map_or("not measured".into(), |t| t.method.describe());
+    let capacity = CapacityReport {
+        loss_threshold: LOSS_THRESHOLD,
+        flows: opts.flows,
+        generator_alone: Some(generator_alone),
+        systems,
+        cpu_rate_pps,
+        cpu: cpu_rows,
+        cycles,
+        cycles_method,
+        tsc_hz: cpu::tsc_hz(),
+    };
+    let goals = goals(&capacity);
+    notes.push(format!(
+        "generator: AF_XDP on the client's veth ({} flows, {}-byte payload), open loop; for limits and latency bursts about every {} µs, spinning between them, latency from each burst's intended send time; for CPU per request {:?}",
+        opts.flows,
+        s.payload,
+        SPIN_SPACING.as_micros(),
+        CPU_PACING
+    ));
+    if bench.cores.server == bench.cores.client {
+        notes.push("one core only: server and client share it".into());
+    }
+    std::fs::create_dir_all(&s.out)?;
+    let plot = s.out.join("udp-capacity-load.svg");
+    report::plot_load(&plot, &load_curves(&capacity))?;
+    if let Some(png) = report::svg_to_png(&plot) {
+        notes.push(format!("plot: {}", png.display()));
+    }
+    let summary = summarize(ScenarioKind::UdpCapacity.name(), &series);
+    let mut report = Report {
+        scenario: ScenarioKind::UdpCapacity.name().into(),
+        command: s.command.clone(),
+        machine: Machine::read(s.queues, s.mtu, s.peer_tx_checksum),
+        settings: serde_json::to_value(s)?,
+        runs,
+        summary,
+        ratios: Vec::new(),
+        goals,
+        notes,
+        capacity: Some(capacity),
+    };
+    let table = report::write_all(&s.out, &mut report, &series)?;
+    drop(bench);
+    Ok((report, table))
+}
+
+/// Per system, its sweep's points sorted by offered rate: (offered/s, loss, p99 µs).
+fn load_curves(c: &CapacityReport) -> Vec<(String, Vec<(f64, f64, f64)>)> {
+    c.systems
+        .iter()
+        .map(|sys| {
+            let mut points: Vec<(f64, f64, f64)> = sys
+                .trials
+                .iter()
+                .map(|t| (t.offered_pps, t.loss, t.p("p99")))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (sys.system.clone(), points)
+        })
+        .collect()
+}
+
+fn find_system<'a>(c: &'a CapacityReport, name: &str) -> Option<&'a SystemCapacity> {
+    c.systems.iter().find(|s| s.system == name)
+}
+
+fn find_cpu<'a>(c: &'a CapacityReport, system: &str, idle: &str) -> Option<&'a CpuRow> {
+    c.cpu.iter().find(|r| r.system == system && r.idle == idle)
+}
+
+fn goal(goal: &str, measured: f64, target: &str, met: bool) -> Goal {
+    Goal {
+        goal: goal.into(),
+        measured,
+        target: target.into(),
+        met,
+    }
+}
+
+/// The issue's goals, and the generator's checks of itself.
+pub fn goals(c: &CapacityReport) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let rate = |name| find_system(c, name).map(|s| s.loss_free_pps as f64);
+    if let (Some(fp), Some(k)) = (rate("fastpath"), rate("kernel")) {
+        let v = fp / k.max(1.0);
+        let name = "loss-free UDP echo rate (<= 0.1 % loss), fastpath/kernel";
+        goals.push(goal(name, v, ">= 2.5", v >= 2.5));
+    }
+    let ns = |system, idle| find_cpu(c, system, idle).and_then(|r| r.ns_per_request);
+    if let (Some(fp), Some(k)) = (ns("fastpath", "poll"), ns("kernel", "-")) {
+        let v = fp / k;
+        let name = "CPU per request (all cores), fastpath --idle poll/kernel";
+        goals.push(goal(name, v, "<= 0.5", v <= 0.5));
+    }
+    if let (Some(fp), Some(ceil)) = (rate("fastpath"), rate("ceiling")) {
+        let v = fp / ceil.max(1.0);
+        let name = "loss-free UDP echo rate, fastpath/ceiling";
+        goals.push(goal(name, v, ">= 0.8", v >= 0.8));
+    }
+    if let Some(v) = c
+        .cycles
+        .iter()
+        .find(|r| r.system == "fastpath")
+        .and_then(|r| r.user_cycles_per_request)
+    {
+        let name = "fastpath worker's user-space cycles per request, under flood";
+        goals.push(goal(name, v, "<= 250", v <= 250.0));
+    }
+    // The generator against its own accuracy: the ceiling at FIRST_RATE.
+    if let Some(t) =
+        find_system(c, "ceiling").and_then(|s| s.trials.iter().find(|t| t.rate == Some(FIRST_RATE)))
+    {
+        let asked = FIRST_RATE as f64;
+        let worst = (t.send_pps / asked - 1.0)
+            .abs()
+            .max((t.receive_pps / asked - 1.0).abs());
+        let name = "generator accuracy against the ceiling at 100k/s: worst of |sent/s, received/s ÷ 100k − 1| (and zero loss)";
+        goals.push(goal(
+            name,
+            worst,
+            "<= 0.01, loss 0",
+            worst <= 0.01 && t.loss == 0.0,
+        ));
+    }
+    if let (Some(busy), Some(poll)) = (ns("fastpath", "busy"), ns("fastpath", "poll")) {
+        let v = busy / poll;
+        let name = "CPU per request moves with spinning: fastpath --idle busy/poll";
+        goals.push(goal(name, v, "> 1", v > 1.0));
+    }
+    goals
+}
+
+/// The capacity section of the terminal table.
+pub fn table_section(c: &CapacityReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nloss-free rate: the highest offered rate with <= {} % loss (AF_XDP generator, {} flows)",
+        c.loss_threshold * 100.0,
+        c.flows
+    );
+    if let Some(g) = &c.generator_alone {
+        let _ = writeln!(
+            s,
+            "the generator alone (nothing answers): {} sent",
+            fmt_rate(g.send_pps)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<10} {:>11} {:>6}  {:>28}  {:>28}",
+        "system", "loss-free", "trials", "at 50 %: p50 / p99 / p99.9", "at 90 %: p50 / p99 / p99.9"
+    );
+    for sys in &c.systems {
+        let at = |t: &Option<Trial>| {
+            t.as_ref().map_or("-".into(), |t| {
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    t.p("p50"),
+                    t.p("p99"),
+                    t.p("p99.9")
+                )
+            })
+        };
+        let _ = writeln!(
+            s,
+            "{:<10} {:>11} {:>6}  {:>28}  {:>28}",
+            sys.system,
+            fmt_rate(sys.loss_free_pps as f64),
+            sys.trials.len(),
+            at(&sys.at_50),
+            at(&sys.at_90)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nCPU per request at {} offered: busy time of every core (/proc/stat) ÷ answers",
+        fmt_rate(c.cpu_rate_pps as f64)
+    );
+    let _ = writeln!(
+        s,
+        "{:<10} {:<7} {:>10} {:>8} {:>10} {:>22} {:>14} {:>14}",
+        "system",
+        "idle",
+        "answered",
+        "loss %",
+        "ns/req",
+        "busy s per core",
+        "srv user ns/req",
+        "srv user cyc/req"
+    );
+    for r in &c.cpu {
+        let cores = r
+            .busy
+            .per_core_secs
+            .iter()
+            .map(|(core, secs)| format!("{core}:{secs:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let user_ns = r
+            .server_thread
+            .as_ref()
+            .and_then(|t| cpu::ns_per_request(t.user_secs, r.trial.received));
+        let _ = writeln!(
+            s,
+            "{:<10} {:<7} {:>10} {:>8.3} {:>10} {:>22} {:>14} {:>14}",
+            r.system,
+            r.idle,
+            fmt_rate(r.trial.receive_pps),
+            r.trial.loss * 100.0,
+            fmt_opt(r.ns_per_request),
+            cores,
+            fmt_opt(user_ns),
+            fmt_opt(r.server_user_cycles_per_request)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nserver thread cycles per request under flood ({})",
+        c.cycles_method
+    );
+    let _ = writeln!(
+        s,
+        "{:<10} {:<7} {:>10} {:>8} {:>14} {:>18} {:>16}",
+        "system",
+        "idle",
+        "answered",
+        "loss %",
+        "user cyc/req",
+        "user+sys cyc/req",
+        "all cores cyc/req"
+    );
+    for r in &c.cycles {
+        let _ = writeln!(
+            s,
+            "{:<10} {:<7} {:>10} {:>8.2} {:>14} {:>18} {:>16}",
+            r.system,
+            r.idle,
+            fmt_rate(r.trial.receive_pps),
+            r.trial.loss * 100.0,
+            fmt_opt(r.user_cycles_per_request),
+            fmt_opt(r.thread_cycles_per_request),
+            fmt_opt(r.all_cores_cycles_per_request)
+        );
+    }
+    s
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system(name: &str, rate: u64) -> SystemCapacity {
+        SystemCapacity {
+            system: name.into(),
+            loss_free_pps: rate,
+            trials: Vec::new(),
+            at_50: None,
+            at_90: None,
+        }
+    }
+
+    #[test]
+    fn the_cpu_rate_is_half_the_lowest_limit_in_tens_of_thousands() {
+        let systems = [system("fastpath", 812_000), system("kernel", 395_000)];
+        assert_eq!(cpu_rate(&systems), 190_000);
+        assert_eq!(cpu_rate(&[system("kernel", 0)]), 10_000);
+    }
+
+    #[test]
+    fn idle_is_replaced_not_repeated() {
+        let args: Vec<String> = ["--batch", "64", "--idle", "busy", "--idle=hybrid"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            with_idle(&args, "poll"),
+            ["--batch", "64", "--idle", "poll"]
+        );
+    }
+}
+
+/// One run of the AF_XDP generator against one system, for checks and profiles (run it
+/// under `perf record -a -g` to see both cores): the trial, and the server thread's and
+/// every core's CPU over the window, as text.
+pub fn load_once(
+    s: &Settings,
+    opts: &Options,
+    system: &str,
+    rate: Option<u64>,
+    sleep: bool,
+    stop: &AtomicBool,
+) -> anyhow::Result<String> {
+    let system = match system {
+        "fastpath" => System::Fastpath,
+        "kernel" => System::Kernel,
+        "ceiling" => System::Ceiling,
+        other => bail!("no system {other:?}: fastpath, kernel or ceiling"),
+    };
+    let pair = VethPair::create(VethConfig {
+        queues: s.queues,
+        mtu: s.mtu,
+        peer_tx_checksum: s.peer_tx_checksum,
+    })?;
+    let generator = XdpGenerator::open(
+        &pair,
+        &GenConfig {
+            flows: opts.flows,
+            payload: s.payload,
+            server_port: crate::scenario::PORT,
+        },
+    )?;
+    let mut bench = Bench {
+        cores: cores(s),
+        progress: Progress::new(s.duration_secs + 2, "xdp-load"),
+        pair,
+        generator,
+        s,
+        stop,
+    };
+    let server = bench.start(system, None)?;
+    let watch = Bench::server_thread(system, &server);
+    let plan = LoadPlan {
+        rate,
+        duration: Duration::from_secs(s.duration_secs),
+        warmup: WARMUP,
+        cpu: Some(bench.cores.client),
+        pacing: if sleep { CPU_PACING } else { Pacing::Spin },
+    };
+    let (r, window) = bench.load(&plan, watch)?;
+    bench.progress.bar.finish_and_clear();
+    drop(server);
+    let t = Trial::new(rate, &r);
+    let busy = busy_of(&window);
+    Ok(format!(
+        "{}: offered {} sent {} received {} lost {} unsent {} (loss {:.3} %), generator drops {}, foreign {}\n\
+         latency µs: p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}\n\
+         generator: {} turns, {} sleeps, {:.3} CPU s\n\
+         busy s per core: {:?} (softirq {:?}); {} ns per answer\n\
+         server thread: {:?}\n",
+        system.name(),
+        t.offered,
+        t.sent,
+        t.received,
+        t.lost,
+        t.unsent,
+        t.loss * 100.0,
+        t.generator_rx_dropped,
+        r.foreign,
+        t.p("p50"),
+        t.p("p90"),
+        t.p("p99"),
+        t.p("p99.9"),
+        t.p("max"),
+        r.turns,
+        r.sleeps,
+        t.generator_cpu_secs,
+        busy.per_core_secs,
+        busy.softirq_secs,
+        fmt_opt(cpu::ns_per_request(busy.total_secs, t.received)),
+        window.thread
+    ))
+}
