@@ -512,7 +512,13 @@ impl XskSocket {
             ..
         } = self;
         let count = ledger.frame_count();
-        for desc in descs[..n].iter_mut() {
+        prefetch_headers(umem, &descs[..n.min(PREFETCH_AHEAD)], *frame_size, count);
+        for i in 0..n {
+            if i + PREFETCH_AHEAD < n {
+                let ahead = &descs[i + PREFETCH_AHEAD..=i + PREFETCH_AHEAD];
+                prefetch_headers(umem, ahead, *frame_size, count);
+            }
+            let desc = &mut descs[i];
             let Some(frame) = frame_index(desc.addr(), *frame_size, count) else {
                 batch.invalid += 1;
                 continue;
@@ -786,6 +792,41 @@ impl XskSocket {
     pub fn frame_count(&self) -> u32 {
         self.ledger.frame_count()
     }
+}
+
+/// How many frames ahead of the one being handled `receive` prefetches.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to start loading the first two cache lines (Ethernet, IPv4 and UDP headers
+/// and a small payload) of frames a few ahead of the one being handled. In copy mode the
+/// kernel wrote each frame on whatever core ran the XDP program — on a veth, the sender's —
+/// so a frame's first touch here is a miss to another core's cache: measured, 95 % of the
+/// demux's cycles sat on its first load. Prefetched ahead, the miss overlaps the work on
+/// the frames before it (DPDK's drivers prefetch their RX bursts the same way).
+fn prefetch_headers(umem: &Umem, descs: &[FrameDesc], frame_size: u32, count: u32) {
+    #[cfg(target_arch = "x86_64")]
+    for desc in descs {
+        if frame_index(desc.addr(), frame_size, count).is_none() {
+            continue;
+        }
+        // Safety: the descriptor names a frame of this UMEM (checked above); only its
+        // address is taken, nothing is read or written through it here.
+        let data = unsafe { umem.data(desc) };
+        let start = data.contents().as_ptr();
+        for line in [0usize, 64] {
+            if line < data.contents().len() {
+                // Safety: SSE is part of x86_64's baseline, and a prefetch is a hint that
+                // never faults, whatever the address.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                        start.wrapping_add(line).cast(),
+                    );
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (umem, descs, frame_size, count);
 }
 
 /// The frame index that holds UMEM offset `addr`, if it lies inside `count` frames.
