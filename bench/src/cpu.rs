@@ -177,6 +177,63 @@ pub fn tsc_hz() -> Option<f64> {
     Some(mhz * 1e6)
 }
 
+/// CPU ticks (user + system) of every process so far, with its name, by pid.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessSnapshot(std::collections::BTreeMap<u32, (String, u64)>);
+
+/// A process's name and its user + system ticks, from its `/proc/PID/stat` line.
+pub fn parse_process_stat(text: &str) -> Option<(String, u64)> {
+    let name = text.get(text.find('(')? + 1..text.rfind(')')?)?;
+    let after = text.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((name.to_string(), utime + stime))
+}
+
+impl ProcessSnapshot {
+    pub fn read() -> Self {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Self::default();
+        };
+        Self(
+            dir.filter_map(|e| {
+                let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                Some((pid, parse_process_stat(&text)?))
+            })
+            .collect(),
+        )
+    }
+
+    /// The processes other than `ours` that used CPU since `before`, by name, most first,
+    /// in seconds. Kernel threads count too: ksoftirqd may be doing the network's work.
+    pub fn others_since(
+        &self,
+        before: &ProcessSnapshot,
+        ours: &[u32],
+        ticks_per_sec: f64,
+    ) -> Vec<(String, f64)> {
+        let mut by_name: std::collections::BTreeMap<String, u64> = Default::default();
+        for (pid, (name, ticks)) in &self.0 {
+            if ours.contains(pid) {
+                continue;
+            }
+            let was = before.0.get(pid).map_or(0, |(_, t)| *t);
+            let used = ticks.saturating_sub(was);
+            if used > 0 {
+                *by_name.entry(name.clone()).or_default() += used;
+            }
+        }
+        let mut others: Vec<(String, f64)> = by_name
+            .into_iter()
+            .map(|(name, t)| (name, t as f64 / ticks_per_sec))
+            .collect();
+        others.sort_by(|a, b| b.1.total_cmp(&a.1));
+        others
+    }
+}
+
 /// `struct perf_event_attr` up to `config1` (`PERF_ATTR_SIZE_VER0`, 64 bytes): all a
 /// counting event needs.
 #[repr(C)]
@@ -396,6 +453,33 @@ intr 22345 0 0
         let ns = ns_per_request(busy.total_secs, 300_000).unwrap();
         assert!((ns - 7000.0).abs() < 1e-6, "{ns}");
         assert_eq!(ns_per_request(1.0, 0), None);
+    }
+
+    #[test]
+    fn other_processes_are_summed_by_name_without_ours() {
+        let snap = |rows: &[(u32, &str, u64)]| {
+            ProcessSnapshot(
+                rows.iter()
+                    .map(|(pid, name, t)| (*pid, (name.to_string(), *t)))
+                    .collect(),
+            )
+        };
+        let before = snap(&[(1, "init", 10), (7, "kdamond.0", 100), (42, "bench", 5)]);
+        let after = snap(&[
+            (1, "init", 10),
+            (7, "kdamond.0", 103),
+            (42, "bench", 500),
+            (99, "wrk", 150),
+            (100, "wrk", 50),
+        ]);
+        assert_eq!(
+            after.others_since(&before, &[42], 100.0),
+            vec![("wrk".to_string(), 2.0), ("kdamond.0".to_string(), 0.03)]
+        );
+        assert_eq!(
+            parse_process_stat("77 (kdamond.0) S 2 0 0 0 -1 0 0 0 0 0 12 34 0 0"),
+            Some(("kdamond.0".to_string(), 46))
+        );
     }
 
     #[test]
