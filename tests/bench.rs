@@ -160,8 +160,70 @@ fn every_scenario_writes_its_reports_and_both_clients_measure() {
         agreement["measured"].as_f64().is_some_and(|v| v > 0.0) && agreement["met"].is_boolean(),
         "{agreement}"
     );
+    check_capacity(&out.join("udp-capacity"));
     assert!(out.join("summary.txt").exists());
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `udp-capacity`'s report: every system's limit and sweep, CPU and cycles rows, its goals
+/// and the plot of loss and p99 against offered load.
+#[track_caller]
+fn check_capacity(dir: &Path) {
+    let report = check_scenario(dir, "udp-capacity", &["fastpath", "kernel", "ceiling"]);
+    let c = &report["capacity"];
+    for system in ["fastpath", "kernel", "ceiling"] {
+        let s = c["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["system"] == system)
+            .unwrap_or_else(|| panic!("no capacity for {system}: {c}"));
+        assert!(
+            s["loss_free_pps"].as_u64().unwrap() >= 5_000,
+            "{system}: no loss-free rate: {s}"
+        );
+        let trials = s["trials"].as_array().unwrap();
+        assert!(trials.len() >= 2, "{system}: a sweep of one trial: {s}");
+        for t in trials {
+            let (offered, received, lost, unsent) = (
+                t["offered"].as_u64().unwrap(),
+                t["received"].as_u64().unwrap(),
+                t["lost"].as_u64().unwrap(),
+                t["unsent"].as_u64().unwrap(),
+            );
+            assert_eq!(offered, received + lost + unsent, "{system}: {t}");
+        }
+        assert!(s["at_90"]["percentiles_us"]["p50"].as_f64().unwrap() > 0.0);
+    }
+    let cpu = c["cpu"].as_array().unwrap();
+    assert_eq!(cpu.len(), 5, "poll, hybrid, busy, kernel, ceiling: {c}");
+    for row in cpu {
+        assert!(
+            row["ns_per_request"].as_f64().is_some_and(|v| v > 0.0),
+            "no CPU per request: {row}"
+        );
+    }
+    assert_eq!(c["cycles"].as_array().unwrap().len(), 3);
+    let goals: Vec<&str> = report["goals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["goal"].as_str().unwrap())
+        .collect();
+    for needle in [
+        "fastpath/kernel",
+        "CPU per request",
+        "fastpath/ceiling",
+        "user-space cycles",
+        "generator accuracy",
+    ] {
+        assert!(
+            goals.iter().any(|g| g.contains(needle)),
+            "no goal on {needle}: {goals:?}"
+        );
+    }
+    let plot = std::fs::read_to_string(dir.join("udp-capacity-load.svg")).unwrap();
+    assert!(plot.contains("loss (%)") && plot.contains("p99 (µs)"));
 }
 
 #[test]

@@ -313,18 +313,35 @@ pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::R
     Ok(())
 }
 
-/// Loss and p99 against offered load, one line per system (`curves`: name, then points
-/// of offered/s, loss fraction, p99 µs): loss on top with the 0.1 % line, p99 below; both
-/// on log axes, a loss of zero drawn at the axis floor.
-pub fn plot_load(path: &Path, curves: &[(String, Vec<(f64, f64, f64)>)]) -> anyhow::Result<()> {
+/// One system's measurements at increasing offered load.
+pub struct LoadCurve {
+    pub name: String,
+    pub points: Vec<LoadPoint>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoadPoint {
+    pub offered_pps: f64,
+    /// Fraction of what was offered that was not answered.
+    pub loss: f64,
+    pub p99_us: f64,
+}
+
+/// Loss and p99 against offered load, one line per system: loss on top with the 0.1 %
+/// line, p99 below; both on log axes, a loss of zero drawn at the axis floor.
+pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
     const LOSS_FLOOR: f64 = 1e-4;
-    let xs = || curves.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+    let xs = || {
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.offered_pps))
+    };
     let x_max = xs().fold(1e4f64, f64::max) * 1.3;
     let x_min = (xs().fold(f64::MAX, f64::min) * 0.7).clamp(1e3, x_max / 2.0);
     let p99s = || {
         curves
             .iter()
-            .flat_map(|(_, p)| p.iter().map(|q| q.2))
+            .flat_map(|c| c.points.iter().map(|p| p.p99_us))
             .filter(|v| v.is_finite() && *v > 0.0)
     };
     let y_max = p99s().fold(10.0f64, f64::max) * 1.5;
@@ -376,11 +393,12 @@ pub fn plot_load(path: &Path, curves: &[(String, Vec<(f64, f64, f64)>)]) -> anyh
         .y_desc("p99 (µs)")
         .x_label_formatter(&|x| fmt_rate(*x))
         .draw()?;
-    for (i, (name, points)) in curves.iter().enumerate() {
+    for (i, curve) in curves.iter().enumerate() {
+        let (name, points) = (&curve.name, &curve.points);
         let color = palette[i % palette.len()];
         let loss: Vec<(f64, f64)> = points
             .iter()
-            .map(|(x, l, _)| (*x, (l * 100.0).max(LOSS_FLOOR * 100.0)))
+            .map(|p| (p.offered_pps, (p.loss * 100.0).max(LOSS_FLOOR * 100.0)))
             .collect();
         loss_chart
             .draw_series(LineSeries::new(loss.clone(), color.stroke_width(2)))?
@@ -391,8 +409,8 @@ pub fn plot_load(path: &Path, curves: &[(String, Vec<(f64, f64, f64)>)]) -> anyh
         loss_chart.draw_series(loss.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         let p99: Vec<(f64, f64)> = points
             .iter()
-            .filter(|(_, _, p)| p.is_finite() && *p > 0.0)
-            .map(|(x, _, p)| (*x, *p))
+            .filter(|p| p.p99_us.is_finite() && p.p99_us > 0.0)
+            .map(|p| (p.offered_pps, p.p99_us))
             .collect();
         p99_chart
             .draw_series(LineSeries::new(p99.clone(), color.stroke_width(2)))?

@@ -242,6 +242,26 @@ impl Server {
         }
     }
 
+    /// Datagrams the server has answered so far, by its own count: fastpath's workers'
+    /// TX (from its control socket), or the kernel's UDP `OutDatagrams` in the server's
+    /// namespace (the kernel echo is the only UDP sender there).
+    pub(crate) fn answered(&self) -> Option<u64> {
+        match self {
+            Server::Fastpath(p) | Server::Capturing(p, _, _) => {
+                let stats = crate::process::request(p.control(), "stats").ok()?;
+                stats["queues"]
+                    .as_array()?
+                    .iter()
+                    .map(|q| q["tx"].as_u64())
+                    .sum()
+            }
+            Server::Child(c) => {
+                let snmp = std::fs::read_to_string(format!("/proc/{}/net/snmp", c.pid()?)).ok()?;
+                udp_out_datagrams(&snmp)
+            }
+        }
+    }
+
     /// What the capture reported when it ended (it runs for the measurement and a second
     /// more), for the report's notes.
     fn capture_summary(&mut self) -> Option<String> {
@@ -334,6 +354,15 @@ pub(crate) fn start_server(
     };
     probe(pair)?;
     Ok(server)
+}
+
+/// `Udp: … OutDatagrams …` of a `/proc/net/snmp` text: the header line names the fields,
+/// the next line holds their values.
+pub(crate) fn udp_out_datagrams(snmp: &str) -> Option<u64> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "OutDatagrams")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 /// `fastpath capture` of the bench port into /dev/null, for the measurement and a second
@@ -835,4 +864,22 @@ fn goals(
         ScenarioKind::UdpCapacity => {}
     }
     goals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_out_datagrams_is_read_by_its_name() {
+        let snmp = "\
+Ip: Forwarding DefaultTTL\n\
+Ip: 1 64\n\
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
+Udp: 1000 3 0 998 2\n\
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams\n\
+UdpLite: 0 0 0 0\n";
+        assert_eq!(udp_out_datagrams(snmp), Some(998));
+        assert_eq!(udp_out_datagrams("Ip: 1\n"), None);
+    }
 }

@@ -9,6 +9,10 @@
 //! each answer cost: busy time of every core (`cpu`) ÷ answers, fastpath with `--idle
 //! poll` (work, not spinning), `hybrid` and `busy` beside it. Last, under flood, the
 //! user-space cycles per answer of fastpath's worker, beside the kernel server's.
+//!
+//! `results` holds what the scenario finds, its goals and its table.
+
+mod results;
 
 use std::{
     sync::atomic::AtomicBool,
@@ -16,13 +20,14 @@ use std::{
 };
 
 use anyhow::bail;
-use serde::{Deserialize, Serialize};
+pub use results::{CapacityReport, CpuRow, CyclesRow, SystemCapacity, Trial, goals, table_section};
+use results::{fmt_opt, fmt_others, fmt_rate, load_curves};
 
 use crate::{
     cpu::{self, BusyTime, ProcessSnapshot, StatSnapshot, ThreadCost, UserCycles},
     machine::{CpuSampler, Machine},
     netns::{VethConfig, VethPair},
-    report::{self, Goal, Report, RunReport, Series},
+    report::{self, Report, RunReport, Series},
     scenario::{
         Cores, Progress, ScenarioKind, Server, Settings, System, cores, start_server, summarize,
     },
@@ -60,124 +65,6 @@ impl Default for Options {
     }
 }
 
-/// One run of the generator at one offered rate.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Trial {
-    /// The rate asked for; None: as fast as the rings allow.
-    pub rate: Option<u64>,
-    pub offered: u64,
-    pub sent: u64,
-    pub received: u64,
-    /// Sent and never answered.
-    pub lost: u64,
-    /// Scheduled and never sent (the generator fell behind).
-    pub unsent: u64,
-    pub duplicates: u64,
-    /// Dropped by the generator's own socket (its loss, not the server's).
-    pub generator_rx_dropped: u64,
-    /// (offered − received) ÷ offered.
-    pub loss: f64,
-    pub duration_secs: f64,
-    pub offered_pps: f64,
-    pub send_pps: f64,
-    pub receive_pps: f64,
-    /// Round-trip percentiles in µs from the intended send time, and the max.
-    pub percentiles_us: std::collections::BTreeMap<String, f64>,
-    /// CPU seconds of the generator's thread over the window.
-    pub generator_cpu_secs: f64,
-}
-
-impl Trial {
-    fn new(rate: Option<u64>, r: &XdpLoadResult) -> Self {
-        Self {
-            rate,
-            offered: r.offered,
-            sent: r.sent,
-            received: r.received,
-            lost: r.lost(),
-            unsent: r.unsent(),
-            duplicates: r.duplicates,
-            generator_rx_dropped: r.generator_rx_dropped,
-            loss: r.loss(),
-            duration_secs: r.elapsed.as_secs_f64(),
-            offered_pps: r.offered_rate(),
-            send_pps: r.send_rate(),
-            receive_pps: r.receive_rate(),
-            percentiles_us: report::percentiles_us(&r.histogram),
-            generator_cpu_secs: r.cpu_time.as_secs_f64(),
-        }
-    }
-
-    pub fn loss_free(&self) -> bool {
-        self.offered > 0 && self.loss <= LOSS_THRESHOLD
-    }
-
-    fn p(&self, key: &str) -> f64 {
-        self.percentiles_us.get(key).copied().unwrap_or(f64::NAN)
-    }
-}
-
-/// One system's limit and the trials that found it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SystemCapacity {
-    pub system: String,
-    /// The highest offered rate with at most 0.1 % loss (0: not even the lowest).
-    pub loss_free_pps: u64,
-    /// Every trial of the sweep, in the order run.
-    pub trials: Vec<Trial>,
-    pub at_50: Option<Trial>,
-    pub at_90: Option<Trial>,
-}
-
-/// CPU per answer at one fixed offered rate.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CpuRow {
-    pub system: String,
-    /// fastpath's idle strategy; "-" for the kernel.
-    pub idle: String,
-    pub trial: Trial,
-    /// Busy time of every core over the window.
-    pub busy: BusyTime,
-    /// Busy CPU of all cores ÷ answers.
-    pub ns_per_request: Option<f64>,
-    /// The server's thread (fastpath's worker, the kernel echo's only thread).
-    pub server_thread: Option<ThreadCost>,
-    pub server_user_cycles_per_request: Option<f64>,
-    /// Other processes that used CPU during the run (counted in `busy` too when in the
-    /// window), seconds by name, most first.
-    pub other_tasks: Vec<(String, f64)>,
-}
-
-/// User-space cycles per answer of the server's thread, under flood.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CyclesRow {
-    pub system: String,
-    pub idle: String,
-    pub trial: Trial,
-    pub busy: BusyTime,
-    pub server_thread: Option<ThreadCost>,
-    pub user_cycles_per_request: Option<f64>,
-    /// User and system time of the server's thread, as cycles at the TSC rate, per answer.
-    pub thread_cycles_per_request: Option<f64>,
-    /// Busy time of every core, as cycles at the TSC rate, per answer.
-    pub all_cores_cycles_per_request: Option<f64>,
-    pub other_tasks: Vec<(String, f64)>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CapacityReport {
-    pub loss_threshold: f64,
-    pub flows: u16,
-    /// The generator alone, as fast as it can, with nothing answering: what it can offer.
-    pub generator_alone: Option<Trial>,
-    pub systems: Vec<SystemCapacity>,
-    pub cpu_rate_pps: u64,
-    pub cpu: Vec<CpuRow>,
-    pub cycles: Vec<CyclesRow>,
-    pub cycles_method: String,
-    pub tsc_hz: Option<f64>,
-}
-
 /// Seconds the scenario takes, roughly (for the progress bar and `all`'s bound).
 pub fn planned_secs(s: &Settings) -> u64 {
     let window = SWEEP_WINDOW.min(Duration::from_secs(s.duration_secs));
@@ -199,9 +86,20 @@ struct Bench<'a> {
     progress: Progress,
 }
 
+/// The server a measurement counts: its process, the thread whose cycles count (fastpath's
+/// worker, the kernel echo's only thread), and the server itself, for its own answer count.
+#[derive(Clone, Copy)]
+struct Watch<'s> {
+    pid: u32,
+    tid: u32,
+    server: &'s Server,
+}
+
 /// What the CPU counters saw over a window.
 #[derive(Default)]
 struct Window {
+    /// Datagrams the server answered in the window, by its own count.
+    answered: Option<u64>,
     stat: Option<(StatSnapshot, StatSnapshot)>,
     thread: Option<ThreadCost>,
     /// Processes other than the bench and the server that used CPU during the run.
@@ -214,7 +112,7 @@ impl Bench<'_> {
     fn load(
         &mut self,
         plan: &LoadPlan,
-        watch: Option<(u32, u32)>,
+        watch: Option<Watch<'_>>,
     ) -> anyhow::Result<(XdpLoadResult, Window)> {
         let started = Instant::now();
         let planned = plan.duration + plan.warmup + OVERHEAD;
@@ -226,19 +124,26 @@ impl Bench<'_> {
         let result = std::thread::scope(|scope| {
             let window = &mut window;
             let handle = scope.spawn(move || {
-                let mut before = None;
-                let mut counter = None;
-                generator.run(plan, stop, &mut |edge| match edge {
-                    Edge::Open if watch.is_some() => {
-                        counter = watch.map(|(pid, tid)| UserCycles::start(pid, tid));
-                        before = StatSnapshot::read().ok();
+                let (mut before, mut counter, mut answered) = (None, None, None);
+                generator.run(plan, stop, &mut |edge| {
+                    let Some(w) = watch else { return };
+                    // The server's count is asked outside the CPU window (it takes a
+                    // round trip to its control socket).
+                    match edge {
+                        Edge::Open => {
+                            answered = w.server.answered();
+                            counter = Some(UserCycles::start(w.pid, w.tid));
+                            before = StatSnapshot::read().ok();
+                        }
+                        Edge::Close => {
+                            let after = StatSnapshot::read().ok();
+                            window.thread = counter.take().map(UserCycles::finish);
+                            window.stat = before.take().zip(after);
+                            window.answered = answered
+                                .zip(w.server.answered())
+                                .map(|(a, b)| b.saturating_sub(a));
+                        }
                     }
-                    Edge::Close if watch.is_some() => {
-                        let after = StatSnapshot::read().ok();
-                        window.thread = counter.take().map(UserCycles::finish);
-                        window.stat = before.take().zip(after);
-                    }
-                    _ => {}
                 })
             });
             while !handle.is_finished() {
@@ -250,7 +155,7 @@ impl Bench<'_> {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
         })?;
         if let Some(before) = processes {
-            let ours: Vec<u32> = [Some(std::process::id()), watch.map(|(pid, _)| pid)]
+            let ours: Vec<u32> = [Some(std::process::id()), watch.map(|w| w.pid)]
                 .into_iter()
                 .flatten()
                 .collect();
@@ -366,12 +271,13 @@ impl Bench<'_> {
     }
 
     /// The server's thread to count: fastpath's (first) worker, or the kernel echo's.
-    fn server_thread(system: System, server: &Server) -> Option<(u32, u32)> {
+    fn server_thread(system: System, server: &Server) -> Option<Watch<'_>> {
         let pid = server.pid()?;
-        match system {
-            System::Kernel => Some((pid, pid)),
-            _ => cpu::find_thread(pid, "fastpath-q").map(|tid| (pid, tid)),
-        }
+        let tid = match system {
+            System::Kernel => pid,
+            _ => cpu::find_thread(pid, "fastpath-q")?,
+        };
+        Some(Watch { pid, tid, server })
     }
 
     /// One latency run at `rate`, into a trial, a run report and a series.
@@ -502,25 +408,25 @@ impl Bench<'_> {
         let (trial, window) = self.costed(system, idle, None)?;
         let busy = busy_of(&window);
         let tsc = cpu::tsc_hz();
+        // Under flood the server drops what it cannot take; what it answered is its own
+        // count (the generator's is a little lower: replies in flight, its own drops).
+        let answered = window.answered.unwrap_or(trial.received);
         let thread = window.thread;
-        let other_tasks = window.others;
         Ok(CyclesRow {
-            other_tasks,
             system: system.name().into(),
             idle: idle.unwrap_or("-").into(),
-            user_cycles_per_request: per(
-                thread.as_ref().and_then(|t| t.user_cycles),
-                trial.received,
-            ),
+            answered_by_server: window.answered,
+            user_cycles_per_request: per(thread.as_ref().and_then(|t| t.user_cycles), answered),
             thread_cycles_per_request: per(
                 thread
                     .as_ref()
                     .zip(tsc)
                     .map(|(t, hz)| (t.user_secs + t.system_secs) * hz),
-                trial.received,
+                answered,
             ),
-            all_cores_cycles_per_request: per(tsc.map(|hz| busy.total_secs * hz), trial.received),
+            all_cores_cycles_per_request: per(tsc.map(|hz| busy.total_secs * hz), answered),
             server_thread: thread,
+            other_tasks: window.others,
             busy,
             trial,
         })
@@ -569,16 +475,6 @@ fn with_idle(args: &[String], idle: &str) -> Vec<String> {
 pub fn cpu_rate(systems: &[SystemCapacity]) -> u64 {
     let lowest = systems.iter().map(|s| s.loss_free_pps).min().unwrap_or(0);
     (lowest / 2 / 10_000 * 10_000).max(10_000)
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2}M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1}k/s", r / 1e3)
-    } else {
-        format!("{r:.0}/s")
-    }
 }
 
 /// Runs the scenario, writes its report into `s.out`, and returns the report and table.
@@ -719,264 +615,6 @@ pub fn run(s: &Settings, opts: &Options, stop: &AtomicBool) -> anyhow::Result<(R
     Ok((report, table))
 }
 
-/// Per system, its sweep's points sorted by offered rate: (offered/s, loss, p99 µs).
-fn load_curves(c: &CapacityReport) -> Vec<(String, Vec<(f64, f64, f64)>)> {
-    c.systems
-        .iter()
-        .map(|sys| {
-            let mut points: Vec<(f64, f64, f64)> = sys
-                .trials
-                .iter()
-                .map(|t| (t.offered_pps, t.loss, t.p("p99")))
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (sys.system.clone(), points)
-        })
-        .collect()
-}
-
-fn find_system<'a>(c: &'a CapacityReport, name: &str) -> Option<&'a SystemCapacity> {
-    c.systems.iter().find(|s| s.system == name)
-}
-
-fn find_cpu<'a>(c: &'a CapacityReport, system: &str, idle: &str) -> Option<&'a CpuRow> {
-    c.cpu.iter().find(|r| r.system == system && r.idle == idle)
-}
-
-fn goal(goal: &str, measured: f64, target: &str, met: bool) -> Goal {
-    Goal {
-        goal: goal.into(),
-        measured,
-        target: target.into(),
-        met,
-    }
-}
-
-/// The issue's goals, and the generator's checks of itself.
-pub fn goals(c: &CapacityReport) -> Vec<Goal> {
-    let mut goals = Vec::new();
-    let rate = |name| find_system(c, name).map(|s| s.loss_free_pps as f64);
-    if let (Some(fp), Some(k)) = (rate("fastpath"), rate("kernel")) {
-        let v = fp / k.max(1.0);
-        let name = "loss-free UDP echo rate (<= 0.1 % loss), fastpath/kernel";
-        goals.push(goal(name, v, ">= 2.5", v >= 2.5));
-    }
-    let ns = |system, idle| find_cpu(c, system, idle).and_then(|r| r.ns_per_request);
-    if let (Some(fp), Some(k)) = (ns("fastpath", "poll"), ns("kernel", "-")) {
-        let v = fp / k;
-        let name = "CPU per request (all cores), fastpath --idle poll/kernel";
-        goals.push(goal(name, v, "<= 0.5", v <= 0.5));
-    }
-    if let (Some(fp), Some(ceil)) = (rate("fastpath"), rate("ceiling")) {
-        let v = fp / ceil.max(1.0);
-        let name = "loss-free UDP echo rate, fastpath/ceiling";
-        goals.push(goal(name, v, ">= 0.8", v >= 0.8));
-    }
-    if let Some(v) = c
-        .cycles
-        .iter()
-        .find(|r| r.system == "fastpath")
-        .and_then(|r| r.user_cycles_per_request)
-    {
-        let name = "fastpath worker's user-space cycles per request, under flood";
-        goals.push(goal(name, v, "<= 250", v <= 250.0));
-    }
-    // The generator against its own accuracy: the ceiling at FIRST_RATE.
-    if let Some(t) =
-        find_system(c, "ceiling").and_then(|s| s.trials.iter().find(|t| t.rate == Some(FIRST_RATE)))
-    {
-        let asked = FIRST_RATE as f64;
-        let worst = (t.send_pps / asked - 1.0)
-            .abs()
-            .max((t.receive_pps / asked - 1.0).abs());
-        let name = "generator accuracy against the ceiling at 100k/s: worst of |sent/s, received/s ÷ 100k − 1| (and zero loss)";
-        goals.push(goal(
-            name,
-            worst,
-            "<= 0.01, loss 0",
-            worst <= 0.01 && t.loss == 0.0,
-        ));
-    }
-    if let (Some(busy), Some(poll)) = (ns("fastpath", "busy"), ns("fastpath", "poll")) {
-        let v = busy / poll;
-        let name = "CPU per request moves with spinning: fastpath --idle busy/poll";
-        goals.push(goal(name, v, "> 1", v > 1.0));
-    }
-    goals
-}
-
-/// The capacity section of the terminal table.
-pub fn table_section(c: &CapacityReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\nloss-free rate: the highest offered rate with <= {} % loss (AF_XDP generator, {} flows)",
-        c.loss_threshold * 100.0,
-        c.flows
-    );
-    if let Some(g) = &c.generator_alone {
-        let _ = writeln!(
-            s,
-            "the generator alone (nothing answers): {} sent",
-            fmt_rate(g.send_pps)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "{:<10} {:>11} {:>6}  {:>28}  {:>28}",
-        "system", "loss-free", "trials", "at 50 %: p50 / p99 / p99.9", "at 90 %: p50 / p99 / p99.9"
-    );
-    for sys in &c.systems {
-        let at = |t: &Option<Trial>| {
-            t.as_ref().map_or("-".into(), |t| {
-                format!(
-                    "{:.1} / {:.1} / {:.1}",
-                    t.p("p50"),
-                    t.p("p99"),
-                    t.p("p99.9")
-                )
-            })
-        };
-        let _ = writeln!(
-            s,
-            "{:<10} {:>11} {:>6}  {:>28}  {:>28}",
-            sys.system,
-            fmt_rate(sys.loss_free_pps as f64),
-            sys.trials.len(),
-            at(&sys.at_50),
-            at(&sys.at_90)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nCPU per request at {} offered: busy time of every core (/proc/stat) ÷ answers",
-        fmt_rate(c.cpu_rate_pps as f64)
-    );
-    let _ = writeln!(
-        s,
-        "{:<10} {:<7} {:>10} {:>8} {:>10} {:>22} {:>14} {:>14}  other tasks (CPU s)",
-        "system",
-        "idle",
-        "answered",
-        "loss %",
-        "ns/req",
-        "busy s per core",
-        "srv user ns/req",
-        "srv user cyc/req"
-    );
-    for r in &c.cpu {
-        let cores = r
-            .busy
-            .per_core_secs
-            .iter()
-            .map(|(core, secs)| format!("{core}:{secs:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let user_ns = r
-            .server_thread
-            .as_ref()
-            .and_then(|t| cpu::ns_per_request(t.user_secs, r.trial.received));
-        let _ = writeln!(
-            s,
-            "{:<10} {:<7} {:>10} {:>8.3} {:>10} {:>22} {:>14} {:>14}  {}",
-            r.system,
-            r.idle,
-            fmt_rate(r.trial.receive_pps),
-            r.trial.loss * 100.0,
-            fmt_opt(r.ns_per_request),
-            cores,
-            fmt_opt(user_ns),
-            fmt_opt(r.server_user_cycles_per_request),
-            fmt_others(&r.other_tasks)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nserver thread cycles per request under flood ({})",
-        c.cycles_method
-    );
-    let _ = writeln!(
-        s,
-        "{:<10} {:<7} {:>10} {:>8} {:>14} {:>18} {:>16}",
-        "system",
-        "idle",
-        "answered",
-        "loss %",
-        "user cyc/req",
-        "user+sys cyc/req",
-        "all cores cyc/req"
-    );
-    for r in &c.cycles {
-        let _ = writeln!(
-            s,
-            "{:<10} {:<7} {:>10} {:>8.2} {:>14} {:>18} {:>16}  {}",
-            r.system,
-            r.idle,
-            fmt_rate(r.trial.receive_pps),
-            r.trial.loss * 100.0,
-            fmt_opt(r.user_cycles_per_request),
-            fmt_opt(r.thread_cycles_per_request),
-            fmt_opt(r.all_cores_cycles_per_request),
-            fmt_others(&r.other_tasks)
-        );
-    }
-    s
-}
-
-/// The three busiest other tasks of a run, those over 10 ms.
-fn fmt_others(others: &[(String, f64)]) -> String {
-    let shown: Vec<String> = others
-        .iter()
-        .filter(|(_, secs)| *secs >= 0.01)
-        .take(3)
-        .map(|(name, secs)| format!("{name} {secs:.2}"))
-        .collect();
-    if shown.is_empty() {
-        "-".into()
-    } else {
-        shown.join(", ")
-    }
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.0}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn system(name: &str, rate: u64) -> SystemCapacity {
-        SystemCapacity {
-            system: name.into(),
-            loss_free_pps: rate,
-            trials: Vec::new(),
-            at_50: None,
-            at_90: None,
-        }
-    }
-
-    #[test]
-    fn the_cpu_rate_is_half_the_lowest_limit_in_tens_of_thousands() {
-        let systems = [system("fastpath", 812_000), system("kernel", 395_000)];
-        assert_eq!(cpu_rate(&systems), 190_000);
-        assert_eq!(cpu_rate(&[system("kernel", 0)]), 10_000);
-    }
-
-    #[test]
-    fn idle_is_replaced_not_repeated() {
-        let args: Vec<String> = ["--batch", "64", "--idle", "busy", "--idle=hybrid"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            with_idle(&args, "poll"),
-            ["--batch", "64", "--idle", "poll"]
-        );
-    }
-}
-
 /// One run of the AF_XDP generator against one system, for checks and profiles (run it
 /// under `perf record -a -g` to see both cores): the trial, and the server thread's and
 /// every core's CPU over the window, as text.
@@ -1033,6 +671,7 @@ pub fn load_once(
         "{}: offered {} sent {} received {} lost {} unsent {} (loss {:.3} %), generator drops {}, foreign {}\n\
          latency µs: p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}\n\
          generator: {} turns, {} sleeps, {:.3} CPU s\n\
+         server's own count of answers in the window: {:?}\n\
          busy s per core: {:?} (softirq {:?}); {} ns per answer\n\
          server thread: {:?}\n\
          other tasks: {}\n",
@@ -1053,10 +692,45 @@ pub fn load_once(
         r.turns,
         r.sleeps,
         t.generator_cpu_secs,
+        window.answered,
         busy.per_core_secs,
         busy.softirq_secs,
         fmt_opt(cpu::ns_per_request(busy.total_secs, t.received)),
         window.thread,
         fmt_others(&window.others)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system(name: &str, rate: u64) -> SystemCapacity {
+        SystemCapacity {
+            system: name.into(),
+            loss_free_pps: rate,
+            trials: Vec::new(),
+            at_50: None,
+            at_90: None,
+        }
+    }
+
+    #[test]
+    fn the_cpu_rate_is_half_the_lowest_limit_in_tens_of_thousands() {
+        let systems = [system("fastpath", 812_000), system("kernel", 395_000)];
+        assert_eq!(cpu_rate(&systems), 190_000);
+        assert_eq!(cpu_rate(&[system("kernel", 0)]), 10_000);
+    }
+
+    #[test]
+    fn idle_is_replaced_not_repeated() {
+        let args: Vec<String> = ["--batch", "64", "--idle", "busy", "--idle=hybrid"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            with_idle(&args, "poll"),
+            ["--batch", "64", "--idle", "poll"]
+        );
+    }
 }
