@@ -499,13 +499,8 @@ impl XskSocket {
             ..
         } = self;
         let count = ledger.frame_count();
-        prefetch_headers(umem, &descs[..n.min(PREFETCH_AHEAD)], *frame_size, count);
-        for i in 0..n {
-            if i + PREFETCH_AHEAD < n {
-                let ahead = &descs[i + PREFETCH_AHEAD..=i + PREFETCH_AHEAD];
-                prefetch_headers(umem, ahead, *frame_size, count);
-            }
-            let desc = &mut descs[i];
+        prefetch_headers(umem, &descs[..n], *frame_size, count);
+        for desc in descs[..n].iter_mut() {
             let Some(frame) = frame_index(desc.addr(), *frame_size, count) else {
                 batch.invalid += 1;
                 continue;
@@ -692,15 +687,15 @@ impl XskSocket {
     }
 }
 
-/// How many frames ahead of the one being handled `receive` prefetches.
-const PREFETCH_AHEAD: usize = 4;
-
 /// Asks the CPU to start loading the first two cache lines (Ethernet, IPv4 and UDP headers
-/// and a small payload) of frames a few ahead of the one being handled. In copy mode the
-/// kernel wrote each frame on whatever core ran the XDP program — on a veth, the sender's —
-/// so a frame's first touch here is a miss to another core's cache: measured, 95 % of the
-/// demux's cycles sat on its first load. Prefetched ahead, the miss overlaps the work on
-/// the frames before it (DPDK's drivers prefetch their RX bursts the same way).
+/// and a small payload) of every frame of a batch before the first is handled. In copy
+/// mode the kernel wrote each frame on whatever core ran the XDP program — on a veth, the
+/// sender's — so a frame's first touch here is a miss to another core's cache: measured,
+/// 95 % of the demux's cycles sat on its first load. Issued together, the misses overlap
+/// instead of following one another (DPDK's drivers prefetch their RX bursts the same way).
+/// A batch is at most `--batch` frames (64 by default): 8 KiB of lines, well inside L1.
+/// Under flood on a veth, 15-38 % fewer user-space cycles per echo than no prefetch in 5 of
+/// 5 alternating rounds; prefetching 4 frames ahead instead was better in only 3 of 5.
 fn prefetch_headers(umem: &Umem, descs: &[FrameDesc], frame_size: u32, count: u32) {
     #[cfg(target_arch = "x86_64")]
     for desc in descs {
