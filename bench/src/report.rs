@@ -328,7 +328,7 @@ pub struct LoadPoint {
 }
 
 /// Loss and p99 against offered load, one line per system: loss on top with the 0.1 %
-/// line, p99 below; both on log axes, a loss of zero drawn at the axis floor.
+/// line, p99 below; both on log axes, a loss of zero drawn at the axis floor ("0").
 pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
     const LOSS_FLOOR: f64 = 1e-4;
     let xs = || {
@@ -368,7 +368,13 @@ pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
         .x_desc("offered load (requests/s)")
         .y_desc("loss (%)")
         .x_label_formatter(&|x| fmt_rate(*x))
-        .y_label_formatter(&|y| format!("{y}"))
+        .y_label_formatter(&|y| {
+            if *y <= LOSS_FLOOR * 100.0 * 1.001 {
+                "0".into()
+            } else {
+                format!("{y}")
+            }
+        })
         .draw()?;
     loss_chart
         .draw_series(LineSeries::new(
@@ -392,6 +398,7 @@ pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
         .x_desc("offered load (requests/s)")
         .y_desc("p99 (µs)")
         .x_label_formatter(&|x| fmt_rate(*x))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     for (i, curve) in curves.iter().enumerate() {
         let (name, points) = (&curve.name, &curve.points);

@@ -131,21 +131,28 @@ pub struct CapacityReport {
     pub tsc_hz: Option<f64>,
 }
 
-/// Per system, its sweep's points sorted by offered rate.
+/// Per system, its sweep's points sorted by offered rate: at a rate tried twice, the
+/// better trial (as the sweep judged it).
 pub(super) fn load_curves(c: &CapacityReport) -> Vec<LoadCurve> {
     c.systems
         .iter()
         .map(|sys| {
-            let mut points: Vec<LoadPoint> = sys
-                .trials
-                .iter()
+            let mut best: std::collections::BTreeMap<u64, &Trial> = Default::default();
+            for t in &sys.trials {
+                let rate = t.rate.unwrap_or(t.offered_pps as u64);
+                let better = best.get(&rate).is_none_or(|b| t.loss < b.loss);
+                if better {
+                    best.insert(rate, t);
+                }
+            }
+            let points = best
+                .values()
                 .map(|t| LoadPoint {
                     offered_pps: t.offered_pps,
                     loss: t.loss,
                     p99_us: t.p("p99"),
                 })
                 .collect();
-            points.sort_by(|a, b| a.offered_pps.total_cmp(&b.offered_pps));
             LoadCurve {
                 name: sys.system.clone(),
                 points,
