@@ -817,6 +817,7 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
         ));
     }
     let mut report = Report {
+        capacity: None,
         scenario: "http".into(),
         command: s.command.clone(),
         machine: Machine::read(1, 1500, true),
@@ -1015,6 +1016,7 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
         })
         .collect();
     let mut report = Report {
+        capacity: None,
         scenario: "demo".into(),
         command: s.command.clone(),
         machine: Machine::read(1, 1500, true),

@@ -1,6 +1,8 @@
 //! fastpath's bench harness: the veth/netns test bed, processes, load generators, scenarios
 //! and reports. The end-to-end tests use the same test bed.
 
+pub mod capacity;
+pub mod cpu;
 pub mod generator;
 pub mod http;
 pub mod impair;
@@ -14,3 +16,4 @@ pub mod scenario;
 pub mod sockperf;
 pub mod tcp_load;
 pub mod tcp_scenario;
+pub mod xdp_gen;

@@ -11,7 +11,7 @@ use std::{
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use fastpath_bench::{
-    kernel_echo, kernel_tcp_echo,
+    capacity, kernel_echo, kernel_tcp_echo,
     process::fastpath_binary,
     scenario::{self, ScenarioKind, Settings},
     tcp_scenario::{self, TcpArgs, TcpScenarioKind, TcpSettings},
@@ -39,6 +39,22 @@ enum Command {
     UdpFlood(Common),
     /// A bare AF_XDP bounce with no stack (the limit), against fastpath; and the client's own capacity.
     Ceiling(Common),
+    /// Each server's own limit (highest rate with <= 0.1 % loss) with an AF_XDP load
+    /// generator, latency at 50 % and 90 % of it, CPU and user-space cycles per request.
+    /// --rate sets the fixed rate for CPU per request (default: half the lowest limit).
+    UdpCapacity(CapacityArgs),
+    /// One run of the AF_XDP generator against one server (fastpath, kernel or ceiling),
+    /// printed: for checks, and for profiles under `perf record -a -g`.
+    XdpLoad {
+        #[command(flatten)]
+        args: CapacityArgs,
+        /// The server: fastpath, kernel or ceiling.
+        #[arg(long, default_value = "fastpath")]
+        system: String,
+        /// Sleep between bursts (as for CPU per request) instead of spinning.
+        #[arg(long)]
+        sleep: bool,
+    },
     /// HTTP: fastpath serve against nginx (one worker each) with the same wrk, keep-alive and
     /// Connection: close, alternating; a 10 MiB curl download from each against the test
     /// bed's line rate (AF_XDP alone, `fastpath blast`).
@@ -145,6 +161,15 @@ struct HttpArgs {
 }
 
 #[derive(Args, Clone)]
+struct CapacityArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Flows (UDP source ports) the AF_XDP generator spreads its requests over.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    flows: u16,
+}
+
+#[derive(Args, Clone)]
 struct Common {
     /// Folder for the report (default: bench-results/<UTC time>-<scenario>).
     #[arg(long, value_name = "DIR")]
@@ -241,7 +266,7 @@ fn main() -> ExitCode {
                 e.exit();
             }
             eprintln!(
-                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, tcp-rr, tcp-crr, tcp-bulk, http, line-rate, all, demo; see --help)",
+                "fastpath-bench: {} (scenarios: udp-pingpong, udp-flood, ceiling, udp-capacity, tcp-rr, tcp-crr, tcp-bulk, http, line-rate, all, demo; see --help)",
                 one_line(&e)
             );
             return ExitCode::from(2);
@@ -293,6 +318,18 @@ fn main() -> ExitCode {
         Command::TcpRr(a) => tcp(TcpScenarioKind::Rr, a, &stop),
         Command::TcpCrr(a) => tcp(TcpScenarioKind::Crr, a, &stop),
         Command::TcpBulk(a) => tcp(TcpScenarioKind::Bulk, a, &stop),
+        Command::UdpCapacity(c) => capacity(c, &stop),
+        Command::XdpLoad {
+            args,
+            system,
+            sleep,
+        } => preflight().and_then(|()| {
+            let s = settings(&args.common, PathBuf::from("/tmp"));
+            let options = capacity::Options { flows: args.flows };
+            let text = capacity::load_once(&s, &options, &system, args.common.rate, sleep, &stop)?;
+            print!("{text}");
+            Ok(())
+        }),
         Command::All(c) => all(c, &stop),
     };
     match result {
@@ -412,6 +449,21 @@ fn http(a: HttpArgs, stop: &AtomicBool) -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let (_, table) = fastpath_bench::http::run(&s, stop)?;
+    print!("{table}");
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+fn capacity(c: CapacityArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+    preflight()?;
+    let kind = ScenarioKind::UdpCapacity;
+    let out =
+        c.common.out.clone().unwrap_or_else(|| {
+            PathBuf::from(format!("bench-results/{}-{}", utc_stamp(), kind.name()))
+        });
+    let s = settings(&c.common, out.clone());
+    let options = capacity::Options { flows: c.flows };
+    let (_, table) = capacity::run(&s, &options, stop)?;
     print!("{table}");
     println!("report: {}", out.display());
     Ok(())

@@ -211,7 +211,7 @@ impl Drop for FastpathProcess {
 }
 
 /// One request line to the control socket, one JSON answer back.
-fn request(control: &Path, line: &str) -> anyhow::Result<serde_json::Value> {
+pub fn request(control: &Path, line: &str) -> anyhow::Result<serde_json::Value> {
     use std::io::{BufRead, BufReader, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(control)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;

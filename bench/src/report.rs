@@ -102,6 +102,9 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     pub goals: Vec<Goal>,
     pub notes: Vec<String>,
+    /// `udp-capacity`'s own results: limits, sweeps, CPU and cycles per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::CapacityReport>,
 }
 
 /// Histograms of one (client, system), per round, kept for the files.
@@ -229,7 +232,7 @@ pub fn write_all(dir: &Path, report: &mut Report, series: &[Series]) -> anyhow::
     Ok(table)
 }
 
-fn svg_to_png(svg: &Path) -> Option<PathBuf> {
+pub fn svg_to_png(svg: &Path) -> Option<PathBuf> {
     let png = svg.with_extension("png");
     let ok = std::process::Command::new("rsvg-convert")
         .args(["-b", "white", "-o"])
@@ -306,6 +309,132 @@ pub fn plot_latency(path: &Path, scenario: &str, series: &[Series]) -> anyhow::R
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// One system's measurements at increasing offered load.
+pub struct LoadCurve {
+    pub name: String,
+    pub points: Vec<LoadPoint>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoadPoint {
+    pub offered_pps: f64,
+    /// Fraction of what was offered that was not answered.
+    pub loss: f64,
+    pub p99_us: f64,
+}
+
+/// Loss and p99 against offered load, one line per system: loss on top with the 0.1 %
+/// line, p99 below; both on log axes, a loss of zero drawn at the axis floor ("0").
+pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
+    const LOSS_FLOOR: f64 = 1e-4;
+    let xs = || {
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.offered_pps))
+    };
+    let x_max = xs().fold(1e4f64, f64::max) * 1.3;
+    let x_min = (xs().fold(f64::MAX, f64::min) * 0.7).clamp(1e3, x_max / 2.0);
+    let p99s = || {
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.p99_us))
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let y_max = p99s().fold(10.0f64, f64::max) * 1.5;
+    let y_min = (p99s().fold(f64::MAX, f64::min) * 0.7).clamp(0.1, y_max / 10.0);
+    let root = SVGBackend::new(path, (960, 900)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(450);
+    let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+    let mut loss_chart = ChartBuilder::on(&top)
+        .caption(
+            "udp-capacity: loss against offered load",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .margin_right(48)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(
+            (x_min..x_max).log_scale(),
+            (LOSS_FLOOR * 100.0..100.0f64).log_scale(),
+        )?;
+    loss_chart
+        .configure_mesh()
+        .x_desc("offered load (requests/s)")
+        .y_desc("loss (%)")
+        .x_label_formatter(&|x| fmt_rate(*x))
+        .y_label_formatter(&|y| {
+            if *y <= LOSS_FLOOR * 100.0 * 1.001 {
+                "0".into()
+            } else {
+                format!("{y}")
+            }
+        })
+        .draw()?;
+    loss_chart
+        .draw_series(LineSeries::new(
+            [(x_min, 0.1), (x_max, 0.1)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))?
+        .label("0.1 % (loss-free bound)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    let mut p99_chart = ChartBuilder::on(&bottom)
+        .caption(
+            "udp-capacity: p99 round trip against offered load",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .margin_right(48)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())?;
+    p99_chart
+        .configure_mesh()
+        .x_desc("offered load (requests/s)")
+        .y_desc("p99 (µs)")
+        .x_label_formatter(&|x| fmt_rate(*x))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    for (i, curve) in curves.iter().enumerate() {
+        let (name, points) = (&curve.name, &curve.points);
+        let color = palette[i % palette.len()];
+        let loss: Vec<(f64, f64)> = points
+            .iter()
+            .map(|p| (p.offered_pps, (p.loss * 100.0).max(LOSS_FLOOR * 100.0)))
+            .collect();
+        loss_chart
+            .draw_series(LineSeries::new(loss.clone(), color.stroke_width(2)))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        loss_chart.draw_series(loss.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        let p99: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.p99_us.is_finite() && p.p99_us > 0.0)
+            .map(|p| (p.offered_pps, p.p99_us))
+            .collect();
+        p99_chart
+            .draw_series(LineSeries::new(p99.clone(), color.stroke_width(2)))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        p99_chart.draw_series(p99.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    for chart in [&mut loss_chart, &mut p99_chart] {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
     root.present()?;
     Ok(())
 }
@@ -495,6 +624,9 @@ pub fn table(r: &Report) -> String {
             g.target,
             if g.met { "met" } else { "NOT met" }
         );
+    }
+    if let Some(c) = &r.capacity {
+        s.push_str(&crate::capacity::table_section(c));
     }
     for n in &r.notes {
         let _ = writeln!(s, "note: {n}");

@@ -7,6 +7,6 @@ pub mod testing;
 
 pub use ledger::{FrameCounts, FrameLedger, FrameState};
 pub use socket::{
-    BindMode, FrameSink, FrameWriter, KernelXskStats, RxBatch, Transmitter, TxBatch, TxResult,
-    XskConfig, XskError, XskSocket, kernel_stats,
+    BindMode, FrameSink, FrameWriter, KeptFrame, KernelXskStats, RxBatch, Transmitter, TxBatch,
+    TxResult, XskConfig, XskError, XskSocket, kernel_stats,
 };
