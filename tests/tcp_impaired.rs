@@ -139,7 +139,7 @@ fn transfers_over_a_lossy_duplicating_corrupting_reordering_path_come_back_byte_
     // Back to idle, the impairment still on: the last FIN/ACK exchanges may need
     // retransmissions of their own (RTO backoff: generous).
     assert_idle(&fastpath, Duration::from_secs(30));
-    assert_eq!(sum_counter(&fastpath, "tcp_conns_closed"), 4);
+    assert_eq!(sum_counter(&fastpath, "tcp_conns_closed"), 5);
     drop(tc);
     assert!(
         !fastpath.log_text().contains("panic"),

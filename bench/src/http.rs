@@ -699,23 +699,7 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
     bar.finish_and_clear();
 
     let series: Vec<Series> = series.into_values().collect();
-    let summary: Vec<SeriesSummary> = series
-        .iter()
-        .map(|se| {
-            let merged = se.merged();
-            let stem = se.file_stem("http");
-            SeriesSummary {
-                system: se.system.clone(),
-                client: se.client.clone(),
-                rounds: se.rounds.len() as u32,
-                rate_pps: se.rates.iter().sum::<f64>() / se.rates.len().max(1) as f64,
-                samples: merged.len(),
-                percentiles_us: report::percentiles_us(&merged),
-                hgrm: format!("{stem}.hgrm"),
-                hlog: format!("{stem}.hlog"),
-            }
-        })
-        .collect();
+    let summary: Vec<SeriesSummary> = crate::scenario::summarize("http", &series);
     let find = |client: &str, system: &str| {
         summary
             .iter()
@@ -999,22 +983,7 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
             rates: vec![r.rate],
         })
         .collect();
-    let summary = series
-        .iter()
-        .map(|se| {
-            let stem = se.file_stem("demo");
-            SeriesSummary {
-                system: se.system.clone(),
-                client: se.client.clone(),
-                rounds: 1,
-                rate_pps: se.rates[0],
-                samples: se.merged().len(),
-                percentiles_us: report::percentiles_us(&se.merged()),
-                hgrm: format!("{stem}.hgrm"),
-                hlog: format!("{stem}.hlog"),
-            }
-        })
-        .collect();
+    let summary = crate::scenario::summarize("demo", &series);
     let mut report = Report {
         capacity: None,
         scenario: "demo".into(),

@@ -540,23 +540,7 @@ pub fn run(
     bar.finish_and_clear();
 
     let series: Vec<Series> = series.into_values().collect();
-    let summary: Vec<SeriesSummary> = series
-        .iter()
-        .map(|se| {
-            let merged = se.merged();
-            let stem = se.file_stem(kind.name());
-            SeriesSummary {
-                system: se.system.clone(),
-                client: se.client.clone(),
-                rounds: se.rounds.len() as u32,
-                rate_pps: se.rates.iter().sum::<f64>() / se.rates.len().max(1) as f64,
-                samples: merged.len(),
-                percentiles_us: report::percentiles_us(&merged),
-                hgrm: format!("{stem}.hgrm"),
-                hlog: format!("{stem}.hlog"),
-            }
-        })
-        .collect();
+    let summary: Vec<SeriesSummary> = crate::scenario::summarize(kind.name(), &series);
     let ratios = ratios(kind, s, &summary);
     let goals = goals(kind, &ratios);
     notes.extend(method_notes(kind, s, &summary, most_left));
