@@ -332,7 +332,7 @@ fn bad_options_fail_in_one_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("sockperf not found") && err.contains("cargo xtask deps"),
+        err.contains("sockperf is not installed") && err.contains("cargo xtask deps"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");

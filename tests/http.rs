@@ -152,13 +152,9 @@ fn serve(pair: &VethPair, site: &SiteDir, capture: bool, extra: &[&str]) -> Fast
 /// Fails (never skips) when a client program is missing.
 #[track_caller]
 fn require(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    assert!(
-        found,
-        "{program} is not installed and this test needs it as its HTTP client: `cargo xtask deps` \
-         installs it (Debian package {package})"
-    );
+    if let Err(e) = fastpath_bench::process::require_program(program, package) {
+        panic!("{e}; this test needs it as its HTTP client");
+    }
 }
 
 /// Runs `cmd` to completion with its output captured; kills it and fails past `limit`.

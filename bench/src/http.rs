@@ -23,7 +23,7 @@ use crate::{
     generator::new_histogram,
     machine::{CpuSampler, CpuUse, Machine},
     netns::{CLIENT_ADDR, SERVER_ADDR, VethConfig, VethPair, fmt_mac},
-    process::{ChildGuard, FastpathProcess, fastpath_binary},
+    process::{ChildGuard, FastpathProcess, fastpath_binary, require_program},
     report::{self, Goal, Ratio, Report, RunReport, Series, SeriesSummary},
 };
 
@@ -96,30 +96,15 @@ pub fn large_bytes() -> Vec<u8> {
 
 /// The programs the HTTP scenario and the demo need, with the fix when one is missing.
 pub fn require_tools() -> anyhow::Result<()> {
-    for (tool, package) in [
+    for (program, package) in [
         ("wrk", "wrk"),
         ("nginx", "nginx-light"),
         ("curl", "curl"),
         ("taskset", "util-linux"),
     ] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            || Path::new("/usr/sbin").join(tool).is_file();
-        if !found {
-            bail!(
-                "{tool} is not installed: run `cargo xtask deps` (or `apt-get install {package}`)"
-            );
-        }
+        require_program(program, package)?;
     }
     Ok(())
-}
-
-fn nginx_binary() -> &'static str {
-    if Path::new("/usr/sbin/nginx").is_file() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
-    }
 }
 
 /// nginx with one worker process (`master_process off`: the one process serves), pinned to
@@ -147,7 +132,9 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\
         std::fs::write(dir.join("nginx.conf"), conf)?;
         let child = pair
             .server_command("taskset")
-            .args(["-c", &core.to_string(), nginx_binary(), "-e"])
+            .args(["-c", &core.to_string()])
+            .arg(require_program("nginx", "nginx-light")?)
+            .arg("-e")
             .arg(dir.join("error.log"))
             .arg("-p")
             .arg(&dir)

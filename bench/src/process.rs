@@ -289,6 +289,21 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Whether `program` is on PATH (or in /usr/sbin or /sbin, where Debian puts daemons such
+/// as nginx); the error names the Debian package and `cargo xtask deps`, which installs it.
+pub fn require_program(program: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{program} is not installed: `cargo xtask deps` installs it (Debian package {package})"
+            )
+        })
+}
+
 /// A binary that cargo built next to the running executable (target/{debug,release}).
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;

@@ -22,15 +22,7 @@ use crate::{
 
 /// Fails with the fix if sockperf is not installed.
 pub fn require() -> anyhow::Result<()> {
-    match std::process::Command::new("sockperf")
-        .arg("--version")
-        .output()
-    {
-        Ok(_) => Ok(()),
-        Err(_) => bail!(
-            "sockperf not found: install it with `cargo xtask deps` (Debian package sockperf)"
-        ),
-    }
+    crate::process::require_program("sockperf", "sockperf").map(drop)
 }
 
 pub fn start_server(pair: &VethPair, port: u16, cpu: usize) -> anyhow::Result<ChildGuard> {

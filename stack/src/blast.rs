@@ -9,14 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fastpath_common::layout::{ETH_HLEN, ETHERTYPE_IPV4, IPV4_MIN_HLEN, UDP_HLEN};
+use anyhow::Context;
+use fastpath_common::layout::{ETH_HLEN, IPV4_MIN_HLEN, UDP_HLEN};
 
 use crate::{
-    wire::{checksum, ethernet::MacAddr},
+    udp::{FrameHeader, write_frame},
+    wire::ethernet::MacAddr,
     xsk::{TxResult, XskConfig, XskSocket},
 };
-
-const IPPROTO_UDP: u8 = 17;
 
 /// What to send and for how long.
 #[derive(Clone, Debug)]
@@ -46,7 +46,8 @@ pub struct BlastReport {
     pub payload_bytes_per_sec: f64,
 }
 
-/// An Ethernet + IPv4 + UDP frame of `len` bytes from `src` to `dst`, checksums filled.
+/// An Ethernet + IPv4 + UDP frame of `spec.frame_len` bytes from `src` to `dst`, checksums
+/// filled (`udp::write_frame`).
 pub fn udp_frame(spec: &BlastSpec) -> anyhow::Result<Vec<u8>> {
     let min = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
     anyhow::ensure!(
@@ -55,42 +56,16 @@ pub fn udp_frame(spec: &BlastSpec) -> anyhow::Result<Vec<u8>> {
         spec.frame_len,
         9000 + ETH_HLEN
     );
+    let payload: Vec<u8> = (0..spec.frame_len - min).map(|i| (i % 251) as u8).collect();
     let mut f = vec![0u8; spec.frame_len];
-    f[0..6].copy_from_slice(&spec.dst_mac);
-    f[6..12].copy_from_slice(&spec.src_mac);
-    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    let ip_len = (spec.frame_len - ETH_HLEN) as u16;
-    let udp_len = ip_len - IPV4_MIN_HLEN as u16;
-    let ip = &mut f[ETH_HLEN..ETH_HLEN + IPV4_MIN_HLEN];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = IPPROTO_UDP;
-    ip[12..16].copy_from_slice(&spec.src.ip().octets());
-    ip[16..20].copy_from_slice(&spec.dst.ip().octets());
-    let sum = checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let at = ETH_HLEN + IPV4_MIN_HLEN;
-    for (i, b) in f[at + UDP_HLEN..].iter_mut().enumerate() {
-        *b = (i % 251) as u8;
-    }
-    let udp = &mut f[at..];
-    udp[0..2].copy_from_slice(&spec.src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&spec.dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    let pseudo = checksum::pseudo_header_v4(
-        spec.src.ip().octets(),
-        spec.dst.ip().octets(),
-        IPPROTO_UDP,
-        udp_len,
-    );
-    // RFC 768: a computed zero is sent as all ones.
-    let sum = match !checksum::fold(pseudo + checksum::sum(udp)) {
-        0 => 0xffff,
-        s => s,
+    let header = FrameHeader {
+        src_mac: spec.src_mac,
+        dst_mac: spec.dst_mac,
+        src: spec.src,
+        dst: spec.dst,
     };
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    let len = write_frame(&mut f, &header, &payload).context("the frame does not fit")?;
+    debug_assert_eq!(len, spec.frame_len);
     Ok(f)
 }
 

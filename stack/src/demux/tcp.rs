@@ -91,6 +91,29 @@ struct Slot {
     rule: Option<RuleGuard>,
 }
 
+impl Slot {
+    /// A slot at `generation` that holds no connection yet.
+    fn empty(generation: u32, addrs: SegmentAddrs) -> Self {
+        Slot {
+            conn: None,
+            generation,
+            number: None,
+            shared: None,
+            handler: None,
+            session: None,
+            listener: None,
+            timer: None,
+            deadline: None,
+            addrs,
+            counted: None,
+            deferred: false,
+            api: false,
+            accept_into: None,
+            rule: None,
+        }
+    }
+}
+
 struct WorkerListener {
     number: SocketNumber,
     state: Listener,
@@ -447,24 +470,21 @@ impl TcpEngine {
         if established && let Some(l) = self.listeners.iter_mut().find(|l| l.number == listener) {
             l.state.forget(endpoints);
         }
-        let slot = &mut self.slots[index as usize];
-        slot.conn = Some(conn);
-        slot.number = Some(number);
-        slot.shared = Some(shared);
-        slot.handler = socket.handler.clone();
-        slot.session = socket
-            .handler
-            .as_ref()
-            .and_then(|h| h.session(now, self.worker));
-        slot.api = socket.handler.is_none();
-        slot.accept_into = slot.api.then(|| socket.clone());
-        slot.rule = None;
-        slot.listener = (!established).then_some(listener);
-        slot.timer = None;
-        slot.deadline = None;
-        slot.addrs = addrs;
-        slot.counted = None;
-        slot.deferred = false;
+        let api = socket.handler.is_none();
+        self.slots[index as usize] = Slot {
+            conn: Some(conn),
+            number: Some(number),
+            shared: Some(shared),
+            handler: socket.handler.clone(),
+            session: socket
+                .handler
+                .as_ref()
+                .and_then(|h| h.session(now, self.worker)),
+            api,
+            accept_into: api.then(|| socket.clone()),
+            listener: (!established).then_some(listener),
+            ..Slot::empty(generation, addrs)
+        };
         self.io.bump(TcpIoCounter::ConnectionsOpened);
         self.settle(
             now,
@@ -482,23 +502,7 @@ impl TcpEngine {
         match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot {
-                    conn: None,
-                    generation: 0,
-                    number: None,
-                    shared: None,
-                    handler: None,
-                    session: None,
-                    listener: None,
-                    timer: None,
-                    deadline: None,
-                    addrs,
-                    counted: None,
-                    deferred: false,
-                    api: false,
-                    accept_into: None,
-                    rule: None,
-                });
+                self.slots.push(Slot::empty(0, addrs));
                 (self.slots.len() - 1) as u32
             }
         }
@@ -559,21 +563,14 @@ impl TcpEngine {
                 return;
             }
         };
-        let slot = &mut self.slots[index as usize];
-        slot.conn = Some(conn);
-        slot.number = Some(number);
-        slot.shared = Some(shared);
-        slot.handler = None;
-        slot.session = None;
-        slot.listener = None;
-        slot.timer = None;
-        slot.deadline = None;
-        slot.addrs = addrs;
-        slot.counted = None;
-        slot.deferred = false;
-        slot.api = true;
-        slot.accept_into = None;
-        slot.rule = rule;
+        self.slots[index as usize] = Slot {
+            conn: Some(conn),
+            number: Some(number),
+            shared: Some(shared),
+            api: true,
+            rule,
+            ..Slot::empty(generation, addrs)
+        };
         self.io.bump(TcpIoCounter::ConnectionsOpened);
         self.settle(
             now,
