@@ -13,9 +13,8 @@ use std::{
 };
 
 use fastpath::{
-    api::Stack,
+    api::{SocketNumber, Stack},
     runtime::{Runtime, StackConfig},
-    table::SocketNumber,
 };
 use fastpath_e2e::*;
 

@@ -2,7 +2,7 @@
 //! veth end, inside that end's namespace, drops, duplicates and corrupts what the kernel
 //! sends there at rates held in a map. This kernel has no netem; clsact and cls_bpf are
 //! built in. fastpath's own frames leave through AF_XDP, which skips the qdisc layer:
-//! `fastpath::impair` impairs those.
+//! `fastpath::phy::impair` impairs those.
 //!
 //! `TcImpair::attach` adds a clsact qdisc (unless one is there) and the filter; dropping
 //! the guard removes both, from inside the namespace (netlink works in the calling thread's

@@ -26,9 +26,9 @@ use std::{
 
 use anyhow::{Context, bail};
 use fastpath::{
+    phy::xsk::{BindMode, KeptFrame, XskConfig, XskSocket, kernel_stats},
     steer::{AttachMode, RuleGuard, Steering, XdpLogLevel},
     wire::{checksum, ipv4::Ipv4Repr, udp::UdpRepr},
-    xsk::{BindMode, KeptFrame, XskConfig, XskSocket, kernel_stats},
 };
 use fastpath_common::{
     IPPROTO_UDP, RuleKey,
@@ -728,7 +728,7 @@ impl Run {
 
 #[cfg(test)]
 mod tests {
-    use fastpath::wire::udp::{ChecksumStatus, UdpPacket};
+    use fastpath::wire::{checksum::ChecksumStatus, udp::UdpPacket};
 
     use super::*;
 

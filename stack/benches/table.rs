@@ -18,7 +18,7 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fastpath::table::{FourTuple, Layout, Protocol, SocketNumber, SocketTable};
+use fastpath::internals::{FourTuple, Layout, Protocol, SocketNumber, SocketTable};
 
 const STABLE: u16 = 1024;
 const LOOKUPS: u64 = 20_000;
@@ -43,7 +43,7 @@ trait Table: Send + Sync + 'static {
 impl Table for SocketTable<u32> {
     const NAME: &'static str = "SocketTable (papaya)";
     fn new() -> Self {
-        SocketTable::new(fastpath::table::numbers_capacity())
+        SocketTable::new(fastpath::internals::numbers_capacity())
     }
     fn lookup(&self, t: &FourTuple) -> Option<u32> {
         SocketTable::lookup_with(self, t.proto, t.local, t.remote, |e| e.value)
@@ -65,7 +65,7 @@ impl Table for Grown {
     const NAME: &'static str = "SocketTable (grown, before)";
     fn new() -> Self {
         Grown(SocketTable::with_layout(
-            fastpath::table::numbers_capacity(),
+            fastpath::internals::numbers_capacity(),
             Layout::Grown,
         ))
     }

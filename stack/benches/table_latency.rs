@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fastpath::table::{FourTuple, Layout, Protocol, SocketTable};
+use fastpath::internals::{FourTuple, Layout, Protocol, SocketTable};
 
 const STABLE: u32 = 1024;
 const FILL_OPS: u32 = 100_000;

@@ -7,7 +7,7 @@
 use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fastpath::{time::Instant, timer::TimerWheel};
+use fastpath::{internals::TimerWheel, time::Instant};
 
 const TIMERS: u64 = 100_000;
 const HOUR_NANOS: u64 = 3_600_000_000_000;

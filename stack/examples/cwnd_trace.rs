@@ -1,5 +1,5 @@
 //! CUBIC's congestion window over time in the TCP simulator, as CSV for the bench's plot:
-//! `AYA_BUILD_SKIP=1 cargo run --release -p fastpath --example cwnd_trace > cwnd.csv`, then
+//! `AYA_BUILD_SKIP=1 cargo run --release -p fastpath --features sim --example cwnd_trace > cwnd.csv`, then
 //! `fastpath-bench plot-cwnd --csv cwnd.csv --out docs/cubic-cwnd.svg`.
 //!
 //! The path is the simulation test's (`tcp::sim`'s `cubic_follows_its_curve_in_the_simulation`):

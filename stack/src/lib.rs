@@ -1,41 +1,36 @@
 //! fastpath: a kernel-bypass UDP and TCP fast path.
 //!
-//! A frame's way reads as the modules do, each importing only those below it: the XDP
-//! program (`ebpf/`, loaded by `steer`) redirects it into an AF_XDP socket (`xsk`); a pinned
-//! `worker` receives it and hands it to its `demux`, which parses it once (`wire`), finds
-//! its socket by four-tuple (`table`, through `socket`) and dispatches it by protocol
-//! (`udp`), whose application (`echo`, or any `UdpHandler`) may answer in place, send new
-//! frames and arm timers (`timer`, on the worker's clock: `time`). TCP segments go to the
-//! demux's TCP engine (`demux::tcp`), which drives the sans-IO core (`tcp`) for the
-//! connections its worker owns and the listeners' per-worker state; what others share of
-//! a TCP socket sits in the table (`tcp_socket`), and its application (`TcpHandler`, e.g.
-//! `echo::TcpEcho`) runs on the owning worker. Applications hold `api`;
-//! what they ask of a worker reaches it through its mailbox (`socket`). `neighbor` finds
-//! next hops for new destinations, `control` answers `fastpath stats` / `sockets` beside
-//! the data path, and `runtime` starts it all; `main.rs` only parses the command line.
+//! Folders are layers, as in smoltcp, and a frame's walk reads as they do. The XDP program
+//! (`ebpf/`, loaded by `steer`) redirects a flow into an AF_XDP socket; `phy` moves frames
+//! (the xsk rings, the pinned `phy::worker`, device wrappers such as fault injection and
+//! capture taps); `iface` parses a frame once and dispatches it by protocol, and builds the
+//! link and IP headers of every frame sent; `socket` holds the four-tuple table, the
+//! mailboxes, the UDP sockets and each worker's TCP engine, which drives the sans-IO TCP
+//! core (`tcp`, with `wire` beneath it); `api` is what applications hold (`Stack`), and
+//! `app` the applications fastpath ships (echo, HTTP, blast). `runtime` starts it all;
+//! `control` and `metrics` answer beside the data path. `docs/design.md` walks a segment.
 
 pub mod api;
-pub mod blast;
-pub mod capture;
+pub mod app;
 pub mod control;
-pub mod counters;
-pub mod demux;
-pub mod echo;
-pub mod http;
-pub mod impair;
+pub(crate) mod counters;
+pub(crate) mod iface;
 pub mod metrics;
-pub mod neighbor;
+pub mod phy;
 pub mod runtime;
-pub mod socket;
+pub(crate) mod socket;
 pub mod steer;
 pub mod system;
-pub mod table;
 pub mod tcp;
-pub mod tcp_api;
-pub mod tcp_socket;
 pub mod time;
-pub mod timer;
-pub mod udp;
 pub mod wire;
-pub mod worker;
-pub mod xsk;
+
+/// The insides that the crate's own criterion benchmarks and fuzz targets drive directly
+/// (both build outside the crate). Not an API: it changes with any commit.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::{
+        iface::{demux::Demux, timer::TimerWheel},
+        socket::table::{FourTuple, Layout, Protocol, SocketNumber, SocketTable, numbers_capacity},
+    };
+}

@@ -17,18 +17,20 @@ use anyhow::{Context, bail};
 
 use crate::{
     api::Stack,
-    capture::{Capture, CaptureFilter, CaptureTap, PcapSink},
+    app::echo::ReflectService,
     control::{self, ControlState, QueueHandle},
-    demux::Demux,
-    echo::ReflectService,
-    impair::{ImpairConfig, Impaired},
+    iface::demux::Demux,
+    phy::{
+        capture::{Capture, CaptureFilter, CaptureTap, PcapSink},
+        impair::{ImpairConfig, Impaired},
+        worker::{self, IdleStrategy, WorkerConfig},
+        xsk::{BindMode, XskConfig, XskSocket},
+    },
     socket::{Host, Link},
     steer::{AttachMode, Steering, XdpLogLevel},
     system,
-    udp::RxChecksum,
-    worker::{self, IdleStrategy, WorkerConfig},
-    xsk::{BindMode, XskConfig, XskSocket},
 };
+pub use crate::{iface::checksum::RxChecksum, socket::host::ACTIVE_PORTS};
 
 /// What `Runtime::start` needs to know.
 #[derive(Clone, Debug)]
@@ -103,7 +105,7 @@ pub struct ReservedPorts {
 
 impl ReservedPorts {
     pub fn reserve() -> anyhow::Result<Self> {
-        let range = crate::tcp_api::ACTIVE_PORTS;
+        let range = crate::socket::host::ACTIVE_PORTS;
         let previous = std::fs::read_to_string(RESERVED_PORTS)
             .with_context(|| format!("reading {RESERVED_PORTS}"))?
             .trim()

@@ -128,11 +128,6 @@ impl Clock {
     pub fn now(&self) -> Instant {
         Instant(nanos(self.origin.elapsed()))
     }
-
-    /// The real-clock instant of `at`, for waits handed to the kernel.
-    pub fn to_std(&self, at: Instant) -> std::time::Instant {
-        self.origin + Duration::from_nanos(at.0)
-    }
 }
 
 impl Default for Clock {

@@ -9,10 +9,11 @@ use std::{
 };
 
 use fastpath::{
-    demux::FrameHandler,
-    impair::{ImpairConfig, ImpairCounter, Impaired},
+    phy::{
+        FrameHandler, FrameSink, FrameWriter, TxResult,
+        impair::{ImpairConfig, ImpairCounter, Impaired},
+    },
     time::Instant,
-    xsk::{FrameSink, FrameWriter, TxResult},
 };
 
 struct Counting;

@@ -8,12 +8,11 @@ use std::{
 };
 
 use fastpath::{
-    api::Stack,
-    demux::{Demux, FrameHandler},
-    echo::EchoApp,
+    api::{Stack, udp::Delivery},
+    app::echo::EchoApp,
+    internals::Demux,
+    phy::{FrameHandler, testing::VecSink},
     time::Instant,
-    udp::Delivery,
-    xsk::testing::VecSink,
 };
 use libfuzzer_sys::fuzz_target;
 

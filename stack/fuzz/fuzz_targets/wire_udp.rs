@@ -1,6 +1,9 @@
 //! UDP: parse never panics; filling the checksum always makes it verify.
 #![no_main]
-use fastpath::wire::udp::{ChecksumStatus, UdpPacket, UdpRepr};
+use fastpath::wire::{
+    checksum::ChecksumStatus,
+    udp::{UdpPacket, UdpRepr},
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

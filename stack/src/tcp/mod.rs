@@ -6,8 +6,9 @@
 //! negotiates), `isn` (RFC 6528 initial sequence numbers and SYN cookies), `send` (send
 //! buffer, SACK scoreboard), `recv` (reassembly, SACK blocks to send), `rtt` (RFC 6298),
 //! `congestion` (CUBIC and NewReno behind one trait), `connection` (the state machine),
-//! `listener` (SYN queue and accept queue), `sim` (a seeded link in virtual time joining
-//! two connections).
+//! `listener` (SYN queue and accept queue), `reset` (the answer to a segment for no
+//! connection), `sim` (a seeded link in virtual time joining two connections: a development
+//! tool, built for tests and with the `sim` feature, never shipped in the library).
 
 pub mod congestion;
 pub mod connection;
@@ -15,9 +16,11 @@ pub mod isn;
 pub mod listener;
 pub mod options;
 pub mod recv;
+pub mod reset;
 pub mod rtt;
 pub mod send;
 pub mod seq;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
 #[cfg(test)]

@@ -77,3 +77,17 @@ mod tests {
         assert_eq!(checksum(&[0xff; 1500]), naive(&[0xff; 1500]));
     }
 }
+
+/// What a received transport checksum says (UDP or TCP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumStatus {
+    /// The full checksum verifies.
+    Valid,
+    /// Zero: the sender computed none (allowed over IPv4, RFC 768).
+    Absent,
+    /// The field holds only the pseudo-header sum: a local peer left the rest to TX
+    /// checksum offload (CHECKSUM_PARTIAL), as a kernel peer on a veth does.
+    Partial,
+    /// Neither: the datagram is corrupt.
+    Bad,
+}

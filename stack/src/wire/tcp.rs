@@ -4,7 +4,11 @@
 
 use fastpath_common::IPPROTO_TCP;
 
-use super::{Error, Result, checksum, ipv4::Ipv4Addr, udp::ChecksumStatus};
+use super::{
+    Error, Result,
+    checksum::{self, ChecksumStatus},
+    ipv4::Ipv4Addr,
+};
 
 mod field {
     pub const SRC_PORT: usize = 0;

@@ -2,21 +2,11 @@
 
 use fastpath_common::{IPPROTO_UDP, layout::*};
 
-use super::{Error, Result, checksum, ipv4::Ipv4Addr};
-
-/// What a received UDP checksum says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChecksumStatus {
-    /// The full checksum verifies.
-    Valid,
-    /// Zero: the sender computed none (allowed over IPv4, RFC 768).
-    Absent,
-    /// The field holds only the pseudo-header sum: a local peer left the rest to TX
-    /// checksum offload (CHECKSUM_PARTIAL), as a kernel peer on a veth does.
-    Partial,
-    /// Neither: the datagram is corrupt.
-    Bad,
-}
+use super::{
+    Error, Result,
+    checksum::{self, ChecksumStatus},
+    ipv4::Ipv4Addr,
+};
 
 /// A view of a UDP datagram. `new_checked` validates the length field against the
 /// buffer; afterwards no accessor can panic.
