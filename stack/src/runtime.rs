@@ -198,60 +198,14 @@ impl Runtime {
         let mut workers = Vec::new();
         let mut handles = Vec::new();
         for queue in 0..queues {
-            let socket = XskSocket::open(&cfg.iface, queue, &xsk).map_err(|e| {
-                anyhow::anyhow!(
-                    "{e}; check that queue {queue} exists on {} and no other AF_XDP socket is bound to it",
-                    cfg.iface
-                )
-            })?;
-            steering.register_socket(queue, &*socket.fd())?;
             let cpu = cfg
                 .cpus
                 .get(queue as usize)
                 .copied()
                 .unwrap_or(queue as usize % cores);
-            log::info!(
-                "queue {queue}: AF_XDP socket ({}) on core {cpu}",
-                if socket.zero_copy() {
-                    "zero-copy"
-                } else {
-                    "copy"
-                }
-            );
-            let config = WorkerConfig {
-                batch: cfg.batch,
-                idle: cfg.idle,
-                cpu: Some(cpu),
-                waker: Some(host.mailboxes[queue as usize].waker.fd()),
-            };
-            let (fd, zero_copy) = (socket.fd(), socket.zero_copy());
-            let tap = Arc::new(CaptureTap::default());
-            let (handle, shared) = if cfg.reflect {
-                let reflect = ReflectService::default();
-                worker::spawn(socket, reflect, stop.clone(), tap.clone(), config)?
-            } else {
-                let demux = Demux::new(host.clone(), queue as usize);
-                match cfg.impair {
-                    // Each queue draws its own stream: the seed plus the queue number.
-                    Some(faults) => {
-                        let faults = ImpairConfig {
-                            seed: faults.seed.wrapping_add(queue.into()),
-                            ..faults
-                        };
-                        log::warn!("queue {queue}: impairing frames: {faults}");
-                        let impaired = Impaired::new(demux, faults);
-                        worker::spawn(socket, impaired, stop.clone(), tap.clone(), config)?
-                    }
-                    None => worker::spawn(socket, demux, stop.clone(), tap.clone(), config)?,
-                }
-            };
-            handles.push(QueueHandle {
-                queue,
-                fd,
-                shared,
-                zero_copy,
-                tap,
-            });
+            let (handle, queue_handle) =
+                start_queue(&cfg, queue, cpu, &xsk, &steering, &host, &stop)?;
+            handles.push(queue_handle);
             workers.push(handle);
         }
         let state = Arc::new(ControlState {
@@ -339,6 +293,70 @@ impl Runtime {
             report.xdp
         ))
     }
+}
+
+/// Opens queue `queue`'s AF_XDP socket, registers it with the XDP program and starts its
+/// worker on core `cpu`, with the demux (or the reflect ceiling, or the fault device in
+/// front of the demux) as its frame handler.
+fn start_queue(
+    cfg: &StackConfig,
+    queue: u32,
+    cpu: usize,
+    xsk: &XskConfig,
+    steering: &Steering,
+    host: &Arc<Host>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(JoinHandle<XskSocket>, QueueHandle)> {
+    let socket = XskSocket::open(&cfg.iface, queue, xsk).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; check that queue {queue} exists on {} and no other AF_XDP socket is bound to it",
+            cfg.iface
+        )
+    })?;
+    steering.register_socket(queue, &*socket.fd())?;
+    log::info!(
+        "queue {queue}: AF_XDP socket ({}) on core {cpu}",
+        if socket.zero_copy() {
+            "zero-copy"
+        } else {
+            "copy"
+        }
+    );
+    let config = WorkerConfig {
+        batch: cfg.batch,
+        idle: cfg.idle,
+        cpu: Some(cpu),
+        waker: Some(host.mailboxes[queue as usize].waker.fd()),
+    };
+    let (fd, zero_copy) = (socket.fd(), socket.zero_copy());
+    let tap = Arc::new(CaptureTap::default());
+    let stop = stop.clone();
+    let (handle, shared) = if cfg.reflect {
+        worker::spawn(socket, ReflectService::default(), stop, tap.clone(), config)?
+    } else {
+        let demux = Demux::new(host.clone(), queue as usize);
+        match cfg.impair {
+            // Each queue draws its own stream: the seed plus the queue number.
+            Some(faults) => {
+                let faults = ImpairConfig {
+                    seed: faults.seed.wrapping_add(queue.into()),
+                    ..faults
+                };
+                log::warn!("queue {queue}: impairing frames: {faults}");
+                let impaired = Impaired::new(demux, faults);
+                worker::spawn(socket, impaired, stop, tap.clone(), config)?
+            }
+            None => worker::spawn(socket, demux, stop, tap.clone(), config)?,
+        }
+    };
+    let handle_info = QueueHandle {
+        queue,
+        fd,
+        shared,
+        zero_copy,
+        tap,
+    };
+    Ok((handle, handle_info))
 }
 
 /// The pcap device: captures everything into `path` on a thread beside the data path,

@@ -60,6 +60,9 @@ enum Task {
     },
     /// Delete network namespaces left behind by killed test or bench runs.
     CleanNetns,
+    /// Check the house plan: no import loop between modules, each layer of the library
+    /// importing only those below it, no file over 800 lines, no function over 100.
+    Layers,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Task::Bench { args } => bench(&args),
         Task::Fuzz { seconds, targets } => deps().and_then(|()| fuzz(seconds, &targets)),
         Task::CleanNetns => clean_netns(),
+        Task::Layers => layers(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +84,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+mod layers;
+
+fn layers() -> anyhow::Result<()> {
+    step("layers: import loops, layer order, file and function sizes");
+    layers::check(&root())
 }
 
 fn root() -> PathBuf {
@@ -269,6 +280,7 @@ fn clean_netns() -> anyhow::Result<()> {
 
 fn test(args: &[String]) -> anyhow::Result<()> {
     require_root("the end-to-end tests")?;
+    layers()?;
     deps()?;
     build(false)?;
     step("remove namespaces of killed earlier runs");

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     phy::{FrameSink, FrameWriter, TxResult},
-    socket::table::Protocol,
     time::Instant,
+    wire::Protocol,
 };
 
 /// Bytes kept of each frame (a 1500-byte MTU frame with a VLAN tag fits whole).

@@ -19,8 +19,7 @@ use crossbeam_utils::CachePadded;
 
 use super::{HttpConnection, HttpStats, Site, Status};
 use crate::{
-    socket::tcp::app::{TcpHandler, TcpSession},
-    tcp::{Connection, Event, State},
+    api::tcp::{Connection, Event, State, TcpHandler, TcpSession},
     time::Instant,
 };
 
