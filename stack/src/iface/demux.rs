@@ -32,6 +32,7 @@ use crate::{
 counter_set! {
     "ipv4",
     /// What the demux did with frames that never reached a protocol.
+    #[expect(clippy::enum_variant_names, reason = "every one of them is a drop, and says so")]
     pub enum DemuxCounter {
         DropMalformed = "drop_malformed",
         DropIpChecksum = "drop_ip_checksum",
