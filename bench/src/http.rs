@@ -788,7 +788,6 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
         ));
     }
     let mut report = Report {
-        capacity: None,
         scenario: "http".into(),
         command: s.command.clone(),
         machine: Machine::read(1, 1500, true),
@@ -972,7 +971,6 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
         .collect();
     let summary = crate::scenario::summarize("demo", &series);
     let mut report = Report {
-        capacity: None,
         scenario: "demo".into(),
         command: s.command.clone(),
         machine: Machine::read(1, 1500, true),

@@ -102,9 +102,23 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     pub goals: Vec<Goal>,
     pub notes: Vec<String>,
-    /// `udp-capacity`'s own results: limits, sweeps, CPU and cycles per request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<crate::capacity::CapacityReport>,
+}
+
+/// A scenario's own results beyond what every report has: `results` under `key` in
+/// report.json, after the common fields, and `table` in the terminal table, after the goals.
+pub struct Section<'a, T: Serialize> {
+    pub key: &'a str,
+    pub results: &'a T,
+    pub table: String,
+}
+
+/// report.json of a report with a section: the common fields, then the section's key.
+#[derive(Serialize)]
+struct WithSection<'a, T: Serialize> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(flatten)]
+    section: BTreeMap<&'a str, &'a T>,
 }
 
 /// Histograms of one (client, system), per round, kept for the files.
@@ -212,24 +226,56 @@ fn write_hlog(path: &Path, series: &Series) -> anyhow::Result<()> {
 
 /// Writes every file of a report into `dir` and returns the terminal table.
 pub fn write_all(dir: &Path, report: &mut Report, series: &[Series]) -> anyhow::Result<String> {
+    write_with_section::<()>(dir, report, series, None)
+}
+
+/// `write_all`, with a scenario's own section in report.json and in the table.
+pub fn write_with_section<T: Serialize>(
+    dir: &Path,
+    report: &mut Report,
+    series: &[Series],
+    section: Option<&Section<'_, T>>,
+) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for s in series {
-        let stem = s.file_stem(&report.scenario);
-        let merged = s.merged();
-        std::fs::write(dir.join(format!("{stem}.hgrm")), hgrm(&merged))?;
-        write_hlog(&dir.join(format!("{stem}.hlog")), s)?;
-    }
-    let table = table(report);
+    write_histograms(dir, &report.scenario, series)?;
+    let table = table_with(report, section.map(|s| s.table.as_str()));
     std::fs::write(dir.join("table.txt"), &table)?;
     let plot = dir.join(format!("{}-latency.svg", report.scenario));
     plot_latency(&plot, &report.scenario, series)?;
     if let Some(png) = svg_to_png(&plot) {
         report.notes.push(format!("plot: {}", png.display()));
     }
-    let mut f = std::fs::File::create(dir.join("report.json"))?;
-    serde_json::to_writer_pretty(&mut f, report)?;
-    f.write_all(b"\n")?;
+    let json = dir.join("report.json");
+    match section {
+        Some(s) => write_json(
+            &json,
+            &WithSection {
+                report,
+                section: BTreeMap::from([(s.key, s.results)]),
+            },
+        )?,
+        None => write_json(&json, report)?,
+    }
     Ok(table)
+}
+
+/// Each series' rounds, merged into `.hgrm` and one interval each in `.hlog`.
+pub fn write_histograms(dir: &Path, scenario: &str, series: &[Series]) -> anyhow::Result<()> {
+    for s in series {
+        let stem = s.file_stem(scenario);
+        let merged = s.merged();
+        std::fs::write(dir.join(format!("{stem}.hgrm")), hgrm(&merged))?;
+        write_hlog(&dir.join(format!("{stem}.hlog")), s)?;
+    }
+    Ok(())
+}
+
+/// `value` as pretty JSON, with a final newline.
+pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    serde_json::to_writer_pretty(&mut f, value)?;
+    f.write_all(b"\n")?;
+    Ok(())
 }
 
 pub fn svg_to_png(svg: &Path) -> Option<PathBuf> {
@@ -329,7 +375,7 @@ pub struct LoadPoint {
 
 /// Loss and p99 against offered load, one line per system: loss on top with the 0.1 %
 /// line, p99 below; both on log axes, a loss of zero drawn at the axis floor ("0").
-pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
+pub fn plot_load(path: &Path, scenario: &str, curves: &[LoadCurve]) -> anyhow::Result<()> {
     const LOSS_FLOOR: f64 = 1e-4;
     let xs = || {
         curves
@@ -352,7 +398,7 @@ pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
     let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
     let mut loss_chart = ChartBuilder::on(&top)
         .caption(
-            "udp-capacity: loss against offered load",
+            format!("{scenario}: loss against offered load"),
             ("sans-serif", 22),
         )
         .margin(16)
@@ -385,7 +431,7 @@ pub fn plot_load(path: &Path, curves: &[LoadCurve]) -> anyhow::Result<()> {
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
     let mut p99_chart = ChartBuilder::on(&bottom)
         .caption(
-            "udp-capacity: p99 round trip against offered load",
+            format!("{scenario}: p99 round trip against offered load"),
             ("sans-serif", 22),
         )
         .margin(16)
@@ -537,6 +583,11 @@ fn fmt_rate(r: f64) -> String {
 
 /// The terminal table: one row per (client, system), then the ratio rows.
 pub fn table(r: &Report) -> String {
+    table_with(r, None)
+}
+
+/// The terminal table, with a scenario's own part after the goals.
+fn table_with(r: &Report, section: Option<&str>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -625,8 +676,8 @@ pub fn table(r: &Report) -> String {
             if g.met { "met" } else { "NOT met" }
         );
     }
-    if let Some(c) = &r.capacity {
-        s.push_str(&crate::capacity::table_section(c));
+    if let Some(section) = section {
+        s.push_str(section);
     }
     for n in &r.notes {
         let _ = writeln!(s, "note: {n}");

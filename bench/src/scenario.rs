@@ -535,7 +535,6 @@ pub fn run(
         ratios,
         goals,
         notes,
-        capacity: None,
     };
     let table = report::write_all(&s.out, &mut report, &series)?;
     drop(pair);

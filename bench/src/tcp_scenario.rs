@@ -548,7 +548,6 @@ pub fn run(
         notes.push("one core only: server and client share it".into());
     }
     let mut report = Report {
-        capacity: None,
         scenario: kind.name().into(),
         command: s.command.clone(),
         machine: Machine::read(s.queues, s.mtu, true),

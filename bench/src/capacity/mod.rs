@@ -27,7 +27,7 @@ use crate::{
     cpu::{self, BusyTime, ProcessSnapshot, StatSnapshot, ThreadCost, UserCycles},
     machine::{CpuSampler, Machine},
     netns::{VethConfig, VethPair},
-    report::{self, Report, RunReport, Series},
+    report::{self, Report, RunReport, Section, Series},
     scenario::{
         Cores, Progress, ScenarioKind, Server, Settings, System, cores, start_server, summarize,
     },
@@ -591,15 +591,16 @@ pub fn run(s: &Settings, opts: &Options, stop: &AtomicBool) -> anyhow::Result<(R
     if bench.cores.server == bench.cores.client {
         notes.push("one core only: server and client share it".into());
     }
+    let name = ScenarioKind::UdpCapacity.name();
     std::fs::create_dir_all(&s.out)?;
-    let plot = s.out.join("udp-capacity-load.svg");
-    report::plot_load(&plot, &load_curves(&capacity))?;
+    let plot = s.out.join(format!("{name}-load.svg"));
+    report::plot_load(&plot, name, &load_curves(&capacity))?;
     if let Some(png) = report::svg_to_png(&plot) {
         notes.push(format!("plot: {}", png.display()));
     }
-    let summary = summarize(ScenarioKind::UdpCapacity.name(), &series);
+    let summary = summarize(name, &series);
     let mut report = Report {
-        scenario: ScenarioKind::UdpCapacity.name().into(),
+        scenario: name.into(),
         command: s.command.clone(),
         machine: Machine::read(s.queues, s.mtu, s.peer_tx_checksum),
         settings: serde_json::to_value(s)?,
@@ -608,9 +609,13 @@ pub fn run(s: &Settings, opts: &Options, stop: &AtomicBool) -> anyhow::Result<(R
         ratios: Vec::new(),
         goals,
         notes,
-        capacity: Some(capacity),
     };
-    let table = report::write_all(&s.out, &mut report, &series)?;
+    let section = Section {
+        key: "capacity",
+        results: &capacity,
+        table: table_section(&capacity),
+    };
+    let table = report::write_with_section(&s.out, &mut report, &series, Some(&section))?;
     drop(bench);
     Ok((report, table))
 }
