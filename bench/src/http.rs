@@ -640,18 +640,10 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
                     .entry((system.name(), client))
                     .or_default()
                     .push(busy / 100.0 * r.secs / r.requests.max(1) as f64 * 1e6);
-                let entry = series
+                series
                     .entry((system.name(), client))
-                    .or_insert_with(|| Series {
-                        system: system.name().into(),
-                        client: client.into(),
-                        rounds: Vec::new(),
-                        rates: Vec::new(),
-                    });
-                entry
-                    .rounds
-                    .push((r.latency.clone(), Duration::from_secs_f64(r.secs)));
-                entry.rates.push(r.rate);
+                    .or_insert_with(|| Series::new(system.name(), client))
+                    .add_round(r.latency.clone(), Duration::from_secs_f64(r.secs), r.rate);
                 runs.push(RunReport {
                     system: system.name().into(),
                     client: client.into(),
@@ -686,30 +678,11 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
     bar.finish_and_clear();
 
     let series: Vec<Series> = series.into_values().collect();
-    let summary: Vec<SeriesSummary> = crate::scenario::summarize("http", &series);
-    let find = |client: &str, system: &str| {
-        summary
-            .iter()
-            .find(|x| x.client == client && x.system == system)
-    };
-    let mut ratios = Vec::new();
-    for client in ["wrk-keepalive", "wrk-close"] {
-        if let (Some(n), Some(d)) = (find(client, "fastpath"), find(client, "nginx")) {
-            let mut values = BTreeMap::new();
-            values.insert("rate".to_string(), n.rate_pps / d.rate_pps.max(1e-9));
-            for (k, v) in &n.percentiles_us {
-                if let Some(dv) = d.percentiles_us.get(k) {
-                    values.insert(k.clone(), v / dv.max(1e-9));
-                }
-            }
-            ratios.push(Ratio {
-                client: client.into(),
-                numerator: "fastpath".into(),
-                denominator: "nginx".into(),
-                values,
-            });
-        }
-    }
+    let summary: Vec<SeriesSummary> = report::summarize("http", &series);
+    let ratios: Vec<Ratio> = ["wrk-keepalive", "wrk-close"]
+        .into_iter()
+        .filter_map(|client| Ratio::between(&summary, client, "fastpath", "nginx"))
+        .collect();
     let ratio = |client: &str, key: &str| {
         ratios
             .iter()
@@ -726,12 +699,7 @@ pub fn run(s: &HttpSettings, stop: &AtomicBool) -> anyhow::Result<(Report, Strin
     let mut goals = Vec::new();
     let mut goal = |name: &str, measured: Option<f64>, target: &str, met: fn(f64) -> bool| {
         if let Some(m) = measured {
-            goals.push(Goal {
-                goal: name.into(),
-                measured: m,
-                target: target.into(),
-                met: met(m),
-            });
+            goals.push(Goal::new(name, m, target, met(m)));
         }
     };
     goal(
@@ -969,7 +937,7 @@ pub fn demo(secs: u64, out: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
             rates: vec![r.rate],
         })
         .collect();
-    let summary = crate::scenario::summarize("demo", &series);
+    let summary = report::summarize("demo", &series);
     let mut report = Report {
         scenario: "demo".into(),
         command: s.command.clone(),

@@ -74,6 +74,38 @@ pub struct SeriesSummary {
     pub hlog: String,
 }
 
+/// One row per (client, system): the rounds' histograms merged, the mean of their rates.
+pub fn summarize(scenario: &str, series: &[Series]) -> Vec<SeriesSummary> {
+    series
+        .iter()
+        .map(|se| {
+            let merged = se.merged();
+            let stem = se.file_stem(scenario);
+            SeriesSummary {
+                system: se.system.clone(),
+                client: se.client.clone(),
+                rounds: se.rounds.len() as u32,
+                rate_pps: se.rates.iter().sum::<f64>() / se.rates.len().max(1) as f64,
+                samples: merged.len(),
+                percentiles_us: percentiles_us(&merged),
+                hgrm: format!("{stem}.hgrm"),
+                hlog: format!("{stem}.hlog"),
+            }
+        })
+        .collect()
+}
+
+/// The summary row of (client, system).
+pub fn find<'a>(
+    summary: &'a [SeriesSummary],
+    client: &str,
+    system: &str,
+) -> Option<&'a SeriesSummary> {
+    summary
+        .iter()
+        .find(|x| x.client == client && x.system == system)
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ratio {
     pub client: String,
@@ -83,12 +115,52 @@ pub struct Ratio {
     pub values: BTreeMap<String, f64>,
 }
 
+impl Ratio {
+    /// numerator ÷ denominator for the rate and each percentile of `client`'s rows, when
+    /// the summary has both.
+    pub fn between(
+        summary: &[SeriesSummary],
+        client: &str,
+        numerator: &str,
+        denominator: &str,
+    ) -> Option<Self> {
+        let (n, d) = (
+            find(summary, client, numerator)?,
+            find(summary, client, denominator)?,
+        );
+        let mut values = BTreeMap::new();
+        values.insert("rate".to_string(), n.rate_pps / d.rate_pps.max(1e-9));
+        for (k, v) in &n.percentiles_us {
+            if let Some(dv) = d.percentiles_us.get(k) {
+                values.insert(k.clone(), v / dv.max(1e-9));
+            }
+        }
+        Some(Self {
+            client: client.into(),
+            numerator: numerator.into(),
+            denominator: denominator.into(),
+            values,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Goal {
     pub goal: String,
     pub measured: f64,
     pub target: String,
     pub met: bool,
+}
+
+impl Goal {
+    pub fn new(goal: impl Into<String>, measured: f64, target: &str, met: bool) -> Self {
+        Self {
+            goal: goal.into(),
+            measured,
+            target: target.into(),
+            met,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -130,6 +202,21 @@ pub struct Series {
 }
 
 impl Series {
+    pub fn new(system: &str, client: &str) -> Self {
+        Self {
+            system: system.into(),
+            client: client.into(),
+            rounds: Vec::new(),
+            rates: Vec::new(),
+        }
+    }
+
+    /// One more round: its histogram, how long it ran, and its rate.
+    pub fn add_round(&mut self, histogram: Histogram<u64>, elapsed: Duration, rate: f64) {
+        self.rounds.push((histogram, elapsed));
+        self.rates.push(rate);
+    }
+
     pub fn merged(&self) -> Histogram<u64> {
         let mut all = crate::generator::new_histogram();
         for (h, _) in &self.rounds {

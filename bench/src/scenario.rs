@@ -518,7 +518,7 @@ pub fn run(
     progress.bar.finish_and_clear();
 
     let series: Vec<Series> = rounds.series.into_values().collect();
-    let summary = summarize(kind.name(), &series);
+    let summary = report::summarize(kind.name(), &series);
     let ratios = ratios(kind, s, &summary);
     let goals = goals(kind, s, &summary, &ratios);
     let mut notes = rounds.notes;
@@ -596,17 +596,11 @@ fn run_round(
                 percentiles_us: report::percentiles_us(&m.histogram),
                 cpu,
             });
-            let entry = rounds
+            rounds
                 .series
                 .entry((client.name(), system.name()))
-                .or_insert_with(|| Series {
-                    system: system.name().into(),
-                    client: client.name().into(),
-                    rounds: Vec::new(),
-                    rates: Vec::new(),
-                });
-            entry.rounds.push((m.histogram, m.elapsed));
-            entry.rates.push(rate);
+                .or_insert_with(|| Series::new(system.name(), client.name()))
+                .add_round(m.histogram, m.elapsed, rate);
         }
     }
     Ok(())
@@ -726,69 +720,20 @@ fn client_capacity(
     ))
 }
 
-/// One row per (client, system): the rounds' histograms merged, the mean of their rates.
-pub(crate) fn summarize(scenario: &str, series: &[Series]) -> Vec<SeriesSummary> {
-    series
-        .iter()
-        .map(|se| {
-            let merged = se.merged();
-            let stem = se.file_stem(scenario);
-            SeriesSummary {
-                system: se.system.clone(),
-                client: se.client.clone(),
-                rounds: se.rounds.len() as u32,
-                rate_pps: se.rates.iter().sum::<f64>() / se.rates.len().max(1) as f64,
-                samples: merged.len(),
-                percentiles_us: report::percentiles_us(&merged),
-                hgrm: format!("{stem}.hgrm"),
-                hlog: format!("{stem}.hlog"),
-            }
-        })
-        .collect()
-}
-
-fn find<'a>(summary: &'a [SeriesSummary], client: &str, system: &str) -> Option<&'a SeriesSummary> {
-    summary
-        .iter()
-        .find(|x| x.client == client && x.system == system)
-}
-
 /// numerator ÷ denominator for the rate and each percentile, per client.
 fn ratios(kind: ScenarioKind, s: &Settings, summary: &[SeriesSummary]) -> Vec<Ratio> {
     let mut ratios = Vec::new();
     for (client, _) in plans(kind, s) {
         for (numerator, denominator) in ratio_pairs(kind, s) {
-            let (Some(n), Some(d)) = (
-                find(summary, client.name(), numerator),
-                find(summary, client.name(), denominator),
-            ) else {
-                continue;
-            };
-            let mut values = BTreeMap::new();
-            values.insert("rate".to_string(), n.rate_pps / d.rate_pps.max(1e-9));
-            for (k, v) in &n.percentiles_us {
-                if let Some(dv) = d.percentiles_us.get(k) {
-                    values.insert(k.clone(), v / dv.max(1e-9));
-                }
-            }
-            ratios.push(Ratio {
-                client: client.name().into(),
-                numerator: numerator.into(),
-                denominator: denominator.into(),
-                values,
-            });
+            ratios.extend(Ratio::between(
+                summary,
+                client.name(),
+                numerator,
+                denominator,
+            ));
         }
     }
     ratios
-}
-
-fn goal(goal: &str, measured: f64, target: &str, met: bool) -> Goal {
-    Goal {
-        goal: goal.into(),
-        measured,
-        target: target.into(),
-        met,
-    }
 }
 
 /// The scenario's goals, from its ratios (and, in regression mode, the 5 % bound).
@@ -813,7 +758,7 @@ fn goals(
                     "{} rate, {}/{} ({})",
                     r.numerator, r.numerator, r.denominator, r.client
                 );
-                goals.push(goal(&name, v, ">= 0.95", v >= 0.95));
+                goals.push(Goal::new(name, v, ">= 0.95", v >= 0.95));
             }
         }
         return goals;
@@ -825,24 +770,24 @@ fn goals(
         ScenarioKind::UdpPingpong => {
             if let Some(v) = ratio("sockperf", "p99") {
                 let name = "sockperf p99 half-RTT, fastpath/kernel";
-                goals.push(goal(name, v, "<= 0.35", v <= 0.35));
+                goals.push(Goal::new(name, v, "<= 0.35", v <= 0.35));
             }
             if let Some(v) = ratio("sockperf", "p99.9") {
                 let name = "sockperf p99.9 half-RTT, fastpath/kernel";
-                goals.push(goal(name, v, "<= 0.50", v <= 0.5));
+                goals.push(Goal::new(name, v, "<= 0.50", v <= 0.5));
             }
             if let (Some(h), Some(sp)) = (
-                find(summary, "harness", "kernel"),
-                find(summary, "sockperf", "kernel"),
+                report::find(summary, "harness", "kernel"),
+                report::find(summary, "sockperf", "kernel"),
             ) {
                 let v = h.percentiles_us["p50"] / sp.percentiles_us["p50"].max(1e-9);
                 let name = "harness p50 / sockperf p50 against the same kernel server (agreement)";
-                goals.push(goal(name, v, "0.80 to 1.20", (0.8..=1.2).contains(&v)));
+                goals.push(Goal::new(name, v, "0.80 to 1.20", (0.8..=1.2).contains(&v)));
             }
         }
         ScenarioKind::UdpFlood => {
             if let Some(v) = ratio("harness", "rate") {
-                goals.push(goal(
+                goals.push(Goal::new(
                     "UDP echo rate, fastpath/kernel",
                     v,
                     ">= 2.5",
@@ -852,7 +797,7 @@ fn goals(
         }
         ScenarioKind::Ceiling => {
             if let Some(v) = ratio("harness", "rate") {
-                goals.push(goal(
+                goals.push(Goal::new(
                     "UDP echo rate, fastpath/ceiling",
                     v,
                     ">= 0.8",

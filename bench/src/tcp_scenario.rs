@@ -524,23 +524,17 @@ pub fn run(
                     percentiles_us: report::percentiles_us(&result.histogram),
                     cpu,
                 });
-                let entry = series
+                series
                     .entry((client.clone(), system.name()))
-                    .or_insert_with(|| Series {
-                        system: system.name().into(),
-                        client: client.clone(),
-                        rounds: Vec::new(),
-                        rates: Vec::new(),
-                    });
-                entry.rounds.push((result.histogram, result.elapsed));
-                entry.rates.push(rate);
+                    .or_insert_with(|| Series::new(system.name(), &client))
+                    .add_round(result.histogram, result.elapsed, rate);
             }
         }
     }
     bar.finish_and_clear();
 
     let series: Vec<Series> = series.into_values().collect();
-    let summary: Vec<SeriesSummary> = crate::scenario::summarize(kind.name(), &series);
+    let summary: Vec<SeriesSummary> = report::summarize(kind.name(), &series);
     let ratios = ratios(kind, s, &summary);
     let goals = goals(kind, &ratios);
     notes.extend(method_notes(kind, s, &summary, most_left));
@@ -564,33 +558,15 @@ pub fn run(
 }
 
 fn ratios(kind: TcpScenarioKind, s: &TcpSettings, summary: &[SeriesSummary]) -> Vec<Ratio> {
-    let find = |client: &str, system: &str| {
-        summary
-            .iter()
-            .find(|x| x.client == client && x.system == system)
-    };
     let mut ratios = Vec::new();
     for (client, _, systems) in plans(kind, s) {
         for &denominator in systems.iter().filter(|&&d| d != System::Fastpath) {
-            let (Some(n), Some(d)) = (
-                find(&client, System::Fastpath.name()),
-                find(&client, denominator.name()),
-            ) else {
-                continue;
-            };
-            let mut values = BTreeMap::new();
-            values.insert("rate".to_string(), n.rate_pps / d.rate_pps.max(1e-9));
-            for (k, v) in &n.percentiles_us {
-                if let Some(dv) = d.percentiles_us.get(k) {
-                    values.insert(k.clone(), v / dv.max(1e-9));
-                }
-            }
-            ratios.push(Ratio {
-                client: client.clone(),
-                numerator: System::Fastpath.name().into(),
-                denominator: denominator.name().into(),
-                values,
-            });
+            ratios.extend(Ratio::between(
+                summary,
+                &client,
+                System::Fastpath.name(),
+                denominator.name(),
+            ));
         }
     }
     ratios
@@ -607,12 +583,7 @@ fn goals(kind: TcpScenarioKind, ratios: &[Ratio]) -> Vec<Goal> {
     let mut goals = Vec::new();
     let mut goal = |goal: String, measured: Option<f64>, target: &str, met: fn(f64) -> bool| {
         if let Some(v) = measured {
-            goals.push(Goal {
-                goal,
-                measured: v,
-                target: target.into(),
-                met: met(v),
-            });
+            goals.push(Goal::new(goal, v, target, met(v)));
         }
     };
     match kind {

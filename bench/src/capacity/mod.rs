@@ -28,9 +28,7 @@ use crate::{
     machine::{CpuSampler, Machine},
     netns::{VethConfig, VethPair},
     report::{self, Report, RunReport, Section, Series},
-    scenario::{
-        Cores, Progress, ScenarioKind, Server, Settings, System, cores, start_server, summarize,
-    },
+    scenario::{Cores, Progress, ScenarioKind, Server, Settings, System, cores, start_server},
     xdp_gen::{Edge, GenConfig, LoadPlan, Pacing, SPIN_SPACING, XdpGenerator, XdpLoadResult},
 };
 
@@ -598,7 +596,7 @@ pub fn run(s: &Settings, opts: &Options, stop: &AtomicBool) -> anyhow::Result<(R
     if let Some(png) = report::svg_to_png(&plot) {
         notes.push(format!("plot: {}", png.display()));
     }
-    let summary = summarize(name, &series);
+    let summary = report::summarize(name, &series);
     let mut report = Report {
         scenario: name.into(),
         command: s.command.clone(),

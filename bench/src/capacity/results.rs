@@ -169,15 +169,6 @@ fn find_cpu<'a>(c: &'a CapacityReport, system: &str, idle: &str) -> Option<&'a C
     c.cpu.iter().find(|r| r.system == system && r.idle == idle)
 }
 
-fn goal(goal: &str, measured: f64, target: &str, met: bool) -> Goal {
-    Goal {
-        goal: goal.into(),
-        measured,
-        target: target.into(),
-        met,
-    }
-}
-
 /// The goals, and the generator's checks of itself.
 pub fn goals(c: &CapacityReport) -> Vec<Goal> {
     let mut goals = Vec::new();
@@ -185,18 +176,18 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
     if let (Some(fp), Some(k)) = (rate("fastpath"), rate("kernel")) {
         let v = fp / k.max(1.0);
         let name = "loss-free UDP echo rate (<= 0.1 % loss), fastpath/kernel";
-        goals.push(goal(name, v, ">= 2.5", v >= 2.5));
+        goals.push(Goal::new(name, v, ">= 2.5", v >= 2.5));
     }
     let ns = |system, idle| find_cpu(c, system, idle).and_then(|r| r.ns_per_request);
     if let (Some(fp), Some(k)) = (ns("fastpath", "poll"), ns("kernel", "-")) {
         let v = fp / k;
         let name = "CPU per request (all cores), fastpath --idle poll/kernel";
-        goals.push(goal(name, v, "<= 0.5", v <= 0.5));
+        goals.push(Goal::new(name, v, "<= 0.5", v <= 0.5));
     }
     if let (Some(fp), Some(ceil)) = (rate("fastpath"), rate("ceiling")) {
         let v = fp / ceil.max(1.0);
         let name = "loss-free UDP echo rate, fastpath/ceiling";
-        goals.push(goal(name, v, ">= 0.8", v >= 0.8));
+        goals.push(Goal::new(name, v, ">= 0.8", v >= 0.8));
     }
     if let Some(v) = c
         .cycles
@@ -205,7 +196,7 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
         .and_then(|r| r.user_cycles_per_request)
     {
         let name = "fastpath worker's user-space cycles per request, under flood";
-        goals.push(goal(name, v, "<= 250", v <= 250.0));
+        goals.push(Goal::new(name, v, "<= 250", v <= 250.0));
     }
     // The generator against its own accuracy: the ceiling at FIRST_RATE.
     if let Some(t) =
@@ -216,7 +207,7 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
             .abs()
             .max((t.receive_pps / asked - 1.0).abs());
         let name = "generator accuracy against the ceiling at 100k/s: worst of |sent/s, received/s ÷ 100k − 1| (and zero loss)";
-        goals.push(goal(
+        goals.push(Goal::new(
             name,
             worst,
             "<= 0.01, loss 0",
@@ -226,7 +217,7 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
     if let (Some(busy), Some(poll)) = (ns("fastpath", "busy"), ns("fastpath", "poll")) {
         let v = busy / poll;
         let name = "CPU per request moves with spinning: fastpath --idle busy/poll";
-        goals.push(goal(name, v, "> 1", v > 1.0));
+        goals.push(Goal::new(name, v, "> 1", v > 1.0));
     }
     goals
 }
