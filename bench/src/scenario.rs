@@ -2,7 +2,8 @@
 //! AF_XDP ceiling), a client, and a report. Each system runs on the same veth pair in the
 //! same run, one after the other, alternating A B A B across rounds, with the same client
 //! and settings. TCP and HTTP scenarios plug in as more `System`s and `Client`s;
-//! `udp-capacity` has its own steps (`capacity`).
+//! `udp-capacity` has its own steps (`capacity`). The kinds, the settings and the servers
+//! are `udp`'s, which both share.
 //!
 //! `run` reads as its steps: the rounds (each system measured by each client), the
 //! client's own capacity (ceiling), then the summary, the ratios and the goals.
@@ -10,88 +11,22 @@
 use std::{
     collections::BTreeMap,
     net::UdpSocket,
-    path::PathBuf,
     sync::atomic::AtomicBool,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 
+pub use crate::udp::{ScenarioKind, Settings};
 use crate::{
     generator::{self, LoadSpec, Pattern},
-    machine::{CpuSampler, Machine, online_cores},
-    netns::{CLIENT_ADDR, SERVER_ADDR, VethConfig, VethPair, netns_command},
-    process::{ChildGuard, FastpathProcess, sibling_binary},
+    machine::{Cores, CpuSampler, Machine},
+    netns::{CLIENT_ADDR, SERVER_ADDR, VethConfig, VethPair},
+    progress::Progress,
     report::{self, Goal, Ratio, Report, RunReport, Series, SeriesSummary},
     sockperf,
+    udp::{PORT, System, client_socket, start_server},
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScenarioKind {
-    /// Latency: one request outstanding; sockperf ping-pong and the harness's generator.
-    UdpPingpong,
-    /// Throughput: many requests outstanding (or --rate); packets per second.
-    UdpFlood,
-    /// The physical limit: a bare AF_XDP bounce with no stack, against fastpath.
-    Ceiling,
-    /// Each server's own limit with the AF_XDP generator, and its CPU cost per request.
-    UdpCapacity,
-}
-
-impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 4] = [
-        ScenarioKind::UdpPingpong,
-        ScenarioKind::UdpFlood,
-        ScenarioKind::Ceiling,
-        ScenarioKind::UdpCapacity,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ScenarioKind::UdpPingpong => "udp-pingpong",
-            ScenarioKind::UdpFlood => "udp-flood",
-            ScenarioKind::Ceiling => "ceiling",
-            ScenarioKind::UdpCapacity => "udp-capacity",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum System {
-    Fastpath,
-    Kernel,
-    Ceiling,
-    /// fastpath from the `--baseline-bin` binary (an earlier build), for a regression check.
-    FastpathBaseline,
-    /// The ceiling from the `--baseline-bin` binary.
-    CeilingBaseline,
-    /// fastpath while `fastpath capture` copies every frame of the flow (`--with-capture`).
-    FastpathCapturing,
-}
-
-impl System {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            System::Fastpath => "fastpath",
-            System::Kernel => "kernel",
-            System::Ceiling => "ceiling",
-            System::FastpathBaseline => "fastpath@baseline",
-            System::CeilingBaseline => "ceiling@baseline",
-            System::FastpathCapturing => "fastpath+capture",
-        }
-    }
-
-    /// The same system run from the baseline binary, for systems that are fastpath's.
-    fn baseline(self) -> Option<System> {
-        match self {
-            System::Fastpath => Some(System::FastpathBaseline),
-            System::Ceiling => Some(System::CeilingBaseline),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Client {
@@ -108,30 +43,6 @@ impl Client {
     }
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Settings {
-    pub duration_secs: u64,
-    pub rate: Option<u64>,
-    pub rounds: u32,
-    pub payload: usize,
-    pub queues: u32,
-    pub mtu: u32,
-    pub peer_tx_checksum: bool,
-    pub outstanding: u32,
-    pub fastpath_args: Vec<String>,
-    pub server_core: Option<usize>,
-    pub client_core: Option<usize>,
-    /// Compare against this (earlier) fastpath binary instead of the kernel: each of
-    /// fastpath's systems runs from it and from the current one, alternating old, new.
-    pub baseline_bin: Option<PathBuf>,
-    /// Run fastpath with and without `fastpath capture` copying the flow, alternating.
-    pub with_capture: bool,
-    #[serde(skip)]
-    pub out: PathBuf,
-    pub command: String,
-}
-
-pub(crate) const PORT: u16 = 11111;
 /// A port nothing serves, for the client's send-only capacity.
 const DISCARD_PORT: u16 = 9;
 
@@ -214,213 +125,6 @@ pub fn planned_secs(kind: ScenarioKind, s: &Settings) -> u64 {
     runs * u64::from(s.rounds) * (s.duration_secs + 1) + extra
 }
 
-pub(crate) struct Cores {
-    pub(crate) server: usize,
-    pub(crate) client: usize,
-}
-
-pub(crate) fn cores(s: &Settings) -> Cores {
-    let (server, client) = if online_cores() >= 2 { (1, 0) } else { (0, 0) };
-    Cores {
-        server: s.server_core.unwrap_or(server),
-        client: s.client_core.unwrap_or(client),
-    }
-}
-
-pub(crate) enum Server {
-    Fastpath(FastpathProcess),
-    Child(ChildGuard),
-    /// fastpath, and a `fastpath capture` child whose report goes to `report`.
-    Capturing(FastpathProcess, ChildGuard, PathBuf),
-}
-
-impl Server {
-    pub(crate) fn pid(&self) -> Option<u32> {
-        match self {
-            Server::Fastpath(p) | Server::Capturing(p, _, _) => p.pid(),
-            Server::Child(c) => c.pid(),
-        }
-    }
-
-    /// Datagrams the server has answered so far, by its own count: fastpath's workers'
-    /// TX (from its control socket), or the kernel's UDP `OutDatagrams` in the server's
-    /// namespace (the kernel echo is the only UDP sender there).
-    pub(crate) fn answered(&self) -> Option<u64> {
-        match self {
-            Server::Fastpath(p) | Server::Capturing(p, _, _) => {
-                let stats = crate::process::request(p.control(), "stats").ok()?;
-                stats["queues"]
-                    .as_array()?
-                    .iter()
-                    .map(|q| q["tx"].as_u64())
-                    .sum()
-            }
-            Server::Child(c) => {
-                let snmp = std::fs::read_to_string(format!("/proc/{}/net/snmp", c.pid()?)).ok()?;
-                udp_out_datagrams(&snmp)
-            }
-        }
-    }
-
-    /// What the capture reported when it ended (it runs for the measurement and a second
-    /// more), for the report's notes.
-    fn capture_summary(&mut self) -> Option<String> {
-        let Server::Capturing(_, child, report) = self else {
-            return None;
-        };
-        let start = Instant::now();
-        while !child.exited() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let text = std::fs::read_to_string(&*report).unwrap_or_default();
-        let _ = std::fs::remove_file(&*report);
-        text.lines()
-            .find(|l| l.contains("captured"))
-            .map(|l| l.trim_start_matches("fastpath: ").to_string())
-    }
-}
-
-pub(crate) fn start_server(
-    pair: &VethPair,
-    kind: ScenarioKind,
-    system: System,
-    s: &Settings,
-    cpu: usize,
-) -> anyhow::Result<Server> {
-    let port = PORT.to_string();
-    let cpu_arg = cpu.to_string();
-    let queues = s.queues.to_string();
-    // fastpath's subcommand and extra flags for the systems it plays.
-    let fastpath = match (kind, system) {
-        (
-            ScenarioKind::UdpPingpong,
-            System::Fastpath | System::FastpathBaseline | System::FastpathCapturing,
-        ) => Some(("echo", Some("--sockperf"))),
-        (_, System::Fastpath | System::FastpathBaseline | System::FastpathCapturing) => {
-            Some(("echo", None))
-        }
-        (_, System::Ceiling | System::CeilingBaseline) => Some(("reflect", None)),
-        (_, System::Kernel) => None,
-    };
-    let binary = match system {
-        System::FastpathBaseline | System::CeilingBaseline => s.baseline_bin.clone(),
-        _ => None,
-    };
-    let server = match (kind, system, fastpath) {
-        (_, _, Some((command, flag))) => {
-            let mut args = vec![
-                "--udp",
-                port.as_str(),
-                "--cpus",
-                cpu_arg.as_str(),
-                "--queues",
-                queues.as_str(),
-            ];
-            args.extend(flag);
-            args.extend(s.fastpath_args.iter().map(String::as_str));
-            let process = match binary {
-                Some(bin) => FastpathProcess::start_binary(&bin, pair, command, &args)?,
-                None => FastpathProcess::start(pair, command, &args)?,
-            };
-            if system == System::FastpathCapturing {
-                let (child, report) = start_capture(&process, s)?;
-                Server::Capturing(process, child, report)
-            } else {
-                Server::Fastpath(process)
-            }
-        }
-        (ScenarioKind::UdpPingpong, _, None) => {
-            Server::Child(sockperf::start_server(pair, PORT, cpu)?)
-        }
-        (_, _, None) => {
-            let me = sibling_binary("fastpath-bench")?;
-            let child = netns_command(&pair.server.netns, me.to_str().context("non-UTF-8 path")?)
-                .args([
-                    "kernel-echo",
-                    "--addr",
-                    &SERVER_ADDR.to_string(),
-                    "--port",
-                    &port,
-                    "--cpu",
-                    &cpu_arg,
-                ])
-                .args(["--limit", &(s.duration_secs * 4 + 300).to_string()])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .context("starting the kernel echo server")?;
-            Server::Child(ChildGuard::new("kernel-echo", child))
-        }
-    };
-    probe(pair)?;
-    Ok(server)
-}
-
-/// `Udp: … OutDatagrams …` of a `/proc/net/snmp` text: the header line names the fields,
-/// the next line holds their values.
-pub(crate) fn udp_out_datagrams(snmp: &str) -> Option<u64> {
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next()?, udp.next()?);
-    let at = names.split_whitespace().position(|n| n == "OutDatagrams")?;
-    values.split_whitespace().nth(at)?.parse().ok()
-}
-
-/// `fastpath capture` of the bench port into /dev/null, for the measurement and a second
-/// more; its report (frames copied, frames the ring had no room for) goes to a file.
-fn start_capture(process: &FastpathProcess, s: &Settings) -> anyhow::Result<(ChildGuard, PathBuf)> {
-    let report = std::env::temp_dir().join(format!(
-        "fastpath-capture-{}-{}.txt",
-        std::process::id(),
-        process.pid().unwrap_or_default()
-    ));
-    let child = std::process::Command::new(crate::process::fastpath_binary()?)
-        .arg("capture")
-        .arg("--control")
-        .arg(process.control())
-        .args(["--port", &PORT.to_string()])
-        .args(["--duration", &(s.duration_secs + 1).to_string()])
-        .args(["-w", "/dev/null"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&report)?)
-        .spawn()
-        .context("starting fastpath capture")?;
-    let guard = ChildGuard::new("fastpath capture", child);
-    // Until it says it is capturing (its first line), bounded.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5)
-        && !std::fs::read_to_string(&report).is_ok_and(|t| t.contains("capturing"))
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((guard, report))
-}
-
-/// Waits until the server answers a sockperf-format ping.
-fn probe(pair: &VethPair) -> anyhow::Result<()> {
-    let socket = client_socket(pair)?;
-    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let mut msg = [0u8; 64];
-    msg[8..10].copy_from_slice(&0x0003u16.to_be_bytes());
-    msg[10..14].copy_from_slice(&64u32.to_be_bytes());
-    let start = Instant::now();
-    let mut buf = [0u8; 128];
-    while start.elapsed() < Duration::from_secs(10) {
-        let _ = socket.send(&msg);
-        if socket.recv(&mut buf).is_ok() {
-            return Ok(());
-        }
-    }
-    bail!("the server did not answer within 10 s")
-}
-
-fn client_socket(pair: &VethPair) -> anyhow::Result<UdpSocket> {
-    VethPair::in_netns(&pair.client, || -> anyhow::Result<UdpSocket> {
-        let s = UdpSocket::bind((CLIENT_ADDR, 0))?;
-        s.connect((SERVER_ADDR, PORT))?;
-        Ok(s)
-    })
-}
-
 fn harness_pattern(kind: ScenarioKind, s: &Settings) -> Pattern {
     match (s.rate, kind) {
         (Some(rate), _) => Pattern::Open { rate },
@@ -428,34 +132,6 @@ fn harness_pattern(kind: ScenarioKind, s: &Settings) -> Pattern {
         (None, _) => Pattern::Closed {
             outstanding: s.outstanding,
         },
-    }
-}
-
-pub(crate) struct Progress {
-    pub(crate) bar: ProgressBar,
-    done_ms: u64,
-}
-
-impl Progress {
-    pub(crate) fn new(total_secs: u64, label: &str) -> Self {
-        let bar = ProgressBar::new(total_secs * 1000);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:40}] {msg} ({elapsed} of ~{duration})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(label.to_string());
-        Self { bar, done_ms: 0 }
-    }
-
-    pub(crate) fn during(&self, since: Instant) {
-        self.bar
-            .set_position(self.done_ms + since.elapsed().as_millis() as u64);
-    }
-
-    /// A step of `planned` is over (whatever it really took).
-    pub(crate) fn advance(&mut self, planned: Duration) {
-        self.done_ms += planned.as_millis() as u64;
-        self.bar.set_position(self.done_ms);
     }
 }
 
@@ -495,7 +171,7 @@ pub fn run(
         mtu: s.mtu,
         peer_tx_checksum: s.peer_tx_checksum,
     })?;
-    let cores = cores(s);
+    let cores = s.cores();
     let mut progress = Progress::new(planned_secs(kind, s), kind.name());
     let mut rounds = Rounds::default();
     for round in 0..s.rounds {
@@ -808,22 +484,4 @@ fn goals(
         ScenarioKind::UdpCapacity => {}
     }
     goals
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn udp_out_datagrams_is_read_by_its_name() {
-        let snmp = "\
-Ip: Forwarding DefaultTTL\n\
-Ip: 1 64\n\
-Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
-Udp: 1000 3 0 998 2\n\
-UdpLite: InDatagrams NoPorts InErrors OutDatagrams\n\
-UdpLite: 0 0 0 0\n";
-        assert_eq!(udp_out_datagrams(snmp), Some(998));
-        assert_eq!(udp_out_datagrams("Ip: 1\n"), None);
-    }
 }

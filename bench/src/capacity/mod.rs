@@ -25,10 +25,11 @@ use results::{fmt_opt, fmt_others, fmt_rate, load_curves};
 
 use crate::{
     cpu::{self, BusyTime, ProcessSnapshot, StatSnapshot, ThreadCost, UserCycles},
-    machine::{CpuSampler, Machine},
+    machine::{Cores, CpuSampler, Machine},
     netns::{VethConfig, VethPair},
+    progress::Progress,
     report::{self, Report, RunReport, Section, Series},
-    scenario::{Cores, Progress, ScenarioKind, Server, Settings, System, cores, start_server},
+    udp::{PORT, ScenarioKind, Server, Settings, System, start_server},
     xdp_gen::{Edge, GenConfig, LoadPlan, Pacing, SPIN_SPACING, XdpGenerator, XdpLoadResult},
 };
 
@@ -499,11 +500,11 @@ pub fn run(s: &Settings, opts: &Options, stop: &AtomicBool) -> anyhow::Result<(R
         &GenConfig {
             flows: opts.flows,
             payload: s.payload,
-            server_port: crate::scenario::PORT,
+            server_port: PORT,
         },
     )?;
     let mut bench = Bench {
-        cores: cores(s),
+        cores: s.cores(),
         progress: Progress::new(planned_secs(s), ScenarioKind::UdpCapacity.name()),
         pair,
         generator,
@@ -645,11 +646,11 @@ pub fn load_once(
         &GenConfig {
             flows: opts.flows,
             payload: s.payload,
-            server_port: crate::scenario::PORT,
+            server_port: PORT,
         },
     )?;
     let mut bench = Bench {
-        cores: cores(s),
+        cores: s.cores(),
         progress: Progress::new(s.duration_secs + 2, "xdp-load"),
         pair,
         generator,
