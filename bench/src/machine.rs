@@ -43,6 +43,7 @@ impl Machine {
 }
 
 /// The cores a scenario pins its server and its client to.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Cores {
     pub(crate) server: usize,
     pub(crate) client: usize,
