@@ -42,6 +42,25 @@ impl Machine {
     }
 }
 
+/// The cores a scenario pins its server and its client to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cores {
+    pub(crate) server: usize,
+    pub(crate) client: usize,
+}
+
+impl Cores {
+    /// As asked; by default the server on core 1 and the client on core 0 (both on core 0
+    /// on a machine with one).
+    pub(crate) fn pick(server: Option<usize>, client: Option<usize>) -> Self {
+        let (default_server, default_client) = if online_cores() >= 2 { (1, 0) } else { (0, 0) };
+        Self {
+            server: server.unwrap_or(default_server),
+            client: client.unwrap_or(default_client),
+        }
+    }
+}
+
 /// Online CPUs of the machine (not of this thread's affinity mask, which pinning narrows).
 pub fn online_cores() -> usize {
     // Safety: sysconf has no preconditions.

@@ -88,10 +88,33 @@ impl VethPair {
         if unsafe { libc::geteuid() } != 0 {
             bail!("creating network namespaces needs root: run the tests as root (CI does)");
         }
+        let mut pair = Self::named(config);
+        // From here on, Drop removes whatever was made, also if a later step fails.
+        for ns in [pair.server.netns.clone(), pair.client.netns.clone()] {
+            run(&["ip", "netns", "add", &ns])?;
+            pair.created.push(ns);
+        }
+        pair.add_veth()?;
+        let mtu = pair.config.mtu.to_string();
+        for host in [&pair.server, &pair.client] {
+            configure_host(host, &mtu)?;
+        }
+        pair.set_peer_tx_checksum()?;
+        for host in [&mut pair.server, &mut pair.client] {
+            let (mac, ifindex) = link_info(&host.netns, &host.iface)?;
+            host.mac = mac;
+            host.ifindex = ifindex;
+        }
+        pair.add_static_neighbours()?;
+        Ok(pair)
+    }
+
+    /// The pair's unique names (the pid and a counter), nothing made yet.
+    fn named(config: VethConfig) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let tag = format!("{pid}n{n}");
-        let mut pair = VethPair {
+        VethPair {
             server: Host {
                 netns: format!("{NETNS_PREFIX}{tag}-s"),
                 iface: format!("fps{tag}"),
@@ -108,20 +131,19 @@ impl VethPair {
             },
             config,
             created: Vec::new(),
-        };
-        // From here on, Drop removes whatever was made, also if a later step fails.
-        for ns in [pair.server.netns.clone(), pair.client.netns.clone()] {
-            run(&["ip", "netns", "add", &ns])?;
-            pair.created.push(ns);
         }
-        let q = pair.config.queues.to_string();
+    }
+
+    /// The veth, made directly inside the two namespaces, with the configured queues.
+    fn add_veth(&self) -> anyhow::Result<()> {
+        let q = self.config.queues.to_string();
         run(&[
             "ip",
             "link",
             "add",
-            &pair.server.iface,
+            &self.server.iface,
             "netns",
-            &pair.server.netns,
+            &self.server.netns,
             "numtxqueues",
             &q,
             "numrxqueues",
@@ -130,42 +152,20 @@ impl VethPair {
             "veth",
             "peer",
             "name",
-            &pair.client.iface,
+            &self.client.iface,
             "netns",
-            &pair.client.netns,
+            &self.client.netns,
             "numtxqueues",
             &q,
             "numrxqueues",
             &q,
         ])?;
-        let mtu = pair.config.mtu.to_string();
-        for host in [&pair.server, &pair.client] {
-            let ns = host.netns.as_str();
-            // No IPv6: its neighbour discovery would add stray frames to every counter.
-            run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-            ])?;
-            run(&["ip", "-n", ns, "link", "set", &host.iface, "mtu", &mtu])?;
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/24", host.addr),
-                "dev",
-                &host.iface,
-            ])?;
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-            run(&["ip", "-n", ns, "link", "set", &host.iface, "up"])?;
-        }
-        let offload = if pair.config.peer_tx_checksum {
+        Ok(())
+    }
+
+    /// TX checksum offload on the client (peer) end, on or off as configured.
+    fn set_peer_tx_checksum(&self) -> anyhow::Result<()> {
+        let offload = if self.config.peer_tx_checksum {
             "on"
         } else {
             "off"
@@ -174,24 +174,22 @@ impl VethPair {
             "ip",
             "netns",
             "exec",
-            &pair.client.netns,
+            &self.client.netns,
             "ethtool",
             "-K",
-            &pair.client.iface,
+            &self.client.iface,
             "tx",
             offload,
         ])
         .context(
             "setting the peer's TX checksum offload (is ethtool installed? `cargo xtask deps`)",
         )?;
-        for host in [&mut pair.server, &mut pair.client] {
-            let (mac, ifindex) = link_info(&host.netns, &host.iface)?;
-            host.mac = mac;
-            host.ifindex = ifindex;
-        }
-        // Static neighbours: no ARP round trip before the first datagram of a run.
-        let (s, c) = (pair.server.clone(), pair.client.clone());
-        for (here, there) in [(&s, &c), (&c, &s)] {
+        Ok(())
+    }
+
+    /// Static neighbours: no ARP round trip before the first datagram of a run.
+    fn add_static_neighbours(&self) -> anyhow::Result<()> {
+        for (here, there) in [(&self.server, &self.client), (&self.client, &self.server)] {
             run(&[
                 "ip",
                 "-n",
@@ -207,7 +205,7 @@ impl VethPair {
                 "permanent",
             ])?;
         }
-        Ok(pair)
+        Ok(())
     }
 
     /// Runs `f` on a thread inside `host`'s namespace: sockets it creates live there.
@@ -256,6 +254,35 @@ impl Drop for VethPair {
             }
         }
     }
+}
+
+/// One end, inside its namespace: IPv6 off, the MTU, the address, the links up.
+fn configure_host(host: &Host, mtu: &str) -> anyhow::Result<()> {
+    let ns = host.netns.as_str();
+    // No IPv6: its neighbour discovery would add stray frames to every counter.
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.disable_ipv6=1",
+    ])?;
+    run(&["ip", "-n", ns, "link", "set", &host.iface, "mtu", mtu])?;
+    run(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{}/24", host.addr),
+        "dev",
+        &host.iface,
+    ])?;
+    run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    run(&["ip", "-n", ns, "link", "set", &host.iface, "up"])?;
+    Ok(())
 }
 
 pub fn netns_command(netns: &str, program: &str) -> Command {

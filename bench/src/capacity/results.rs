@@ -1,11 +1,11 @@
 //! What `udp-capacity` finds — each system's limit and sweep, CPU and cycles per request —
-//! its goals, and its part of the terminal table.
+//! its goals, and its sweeps as load curves for the plot.
 
 use serde::{Deserialize, Serialize};
 
 use super::{FIRST_RATE, LOSS_THRESHOLD};
 use crate::{
-    cpu::{self, BusyTime, ThreadCost},
+    cpu::{BusyTime, ThreadCost},
     report::{self, Goal, LoadCurve, LoadPoint},
     xdp_gen::XdpLoadResult,
 };
@@ -169,15 +169,6 @@ fn find_cpu<'a>(c: &'a CapacityReport, system: &str, idle: &str) -> Option<&'a C
     c.cpu.iter().find(|r| r.system == system && r.idle == idle)
 }
 
-fn goal(goal: &str, measured: f64, target: &str, met: bool) -> Goal {
-    Goal {
-        goal: goal.into(),
-        measured,
-        target: target.into(),
-        met,
-    }
-}
-
 /// The goals, and the generator's checks of itself.
 pub fn goals(c: &CapacityReport) -> Vec<Goal> {
     let mut goals = Vec::new();
@@ -185,18 +176,18 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
     if let (Some(fp), Some(k)) = (rate("fastpath"), rate("kernel")) {
         let v = fp / k.max(1.0);
         let name = "loss-free UDP echo rate (<= 0.1 % loss), fastpath/kernel";
-        goals.push(goal(name, v, ">= 2.5", v >= 2.5));
+        goals.push(Goal::new(name, v, ">= 2.5", v >= 2.5));
     }
     let ns = |system, idle| find_cpu(c, system, idle).and_then(|r| r.ns_per_request);
     if let (Some(fp), Some(k)) = (ns("fastpath", "poll"), ns("kernel", "-")) {
         let v = fp / k;
         let name = "CPU per request (all cores), fastpath --idle poll/kernel";
-        goals.push(goal(name, v, "<= 0.5", v <= 0.5));
+        goals.push(Goal::new(name, v, "<= 0.5", v <= 0.5));
     }
     if let (Some(fp), Some(ceil)) = (rate("fastpath"), rate("ceiling")) {
         let v = fp / ceil.max(1.0);
         let name = "loss-free UDP echo rate, fastpath/ceiling";
-        goals.push(goal(name, v, ">= 0.8", v >= 0.8));
+        goals.push(Goal::new(name, v, ">= 0.8", v >= 0.8));
     }
     if let Some(v) = c
         .cycles
@@ -205,7 +196,7 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
         .and_then(|r| r.user_cycles_per_request)
     {
         let name = "fastpath worker's user-space cycles per request, under flood";
-        goals.push(goal(name, v, "<= 250", v <= 250.0));
+        goals.push(Goal::new(name, v, "<= 250", v <= 250.0));
     }
     // The generator against its own accuracy: the ceiling at FIRST_RATE.
     if let Some(t) =
@@ -216,7 +207,7 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
             .abs()
             .max((t.receive_pps / asked - 1.0).abs());
         let name = "generator accuracy against the ceiling at 100k/s: worst of |sent/s, received/s ÷ 100k − 1| (and zero loss)";
-        goals.push(goal(
+        goals.push(Goal::new(
             name,
             worst,
             "<= 0.01, loss 0",
@@ -226,158 +217,7 @@ pub fn goals(c: &CapacityReport) -> Vec<Goal> {
     if let (Some(busy), Some(poll)) = (ns("fastpath", "busy"), ns("fastpath", "poll")) {
         let v = busy / poll;
         let name = "CPU per request moves with spinning: fastpath --idle busy/poll";
-        goals.push(goal(name, v, "> 1", v > 1.0));
+        goals.push(Goal::new(name, v, "> 1", v > 1.0));
     }
     goals
-}
-
-/// The capacity section of the terminal table.
-pub fn table_section(c: &CapacityReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\nloss-free rate: the highest offered rate with <= {} % loss (AF_XDP generator, {} flows)",
-        c.loss_threshold * 100.0,
-        c.flows
-    );
-    if let Some(g) = &c.generator_alone {
-        let _ = writeln!(
-            s,
-            "the generator alone (nothing answers): {} sent",
-            fmt_rate(g.send_pps)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "{:<10} {:>11} {:>6}  {:>28}  {:>28}",
-        "system", "loss-free", "trials", "at 50 %: p50 / p99 / p99.9", "at 90 %: p50 / p99 / p99.9"
-    );
-    for sys in &c.systems {
-        let at = |t: &Option<Trial>| {
-            t.as_ref().map_or("-".into(), |t| {
-                format!(
-                    "{:.1} / {:.1} / {:.1}",
-                    t.p("p50"),
-                    t.p("p99"),
-                    t.p("p99.9")
-                )
-            })
-        };
-        let _ = writeln!(
-            s,
-            "{:<10} {:>11} {:>6}  {:>28}  {:>28}",
-            sys.system,
-            fmt_rate(sys.loss_free_pps as f64),
-            sys.trials.len(),
-            at(&sys.at_50),
-            at(&sys.at_90)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nCPU per request at {} offered: busy time of every core (/proc/stat) ÷ answers",
-        fmt_rate(c.cpu_rate_pps as f64)
-    );
-    let _ = writeln!(
-        s,
-        "{:<10} {:<7} {:>10} {:>8} {:>10} {:>22} {:>14} {:>14}  other tasks (CPU s)",
-        "system",
-        "idle",
-        "answered",
-        "loss %",
-        "ns/req",
-        "busy s per core",
-        "srv user ns/req",
-        "srv user cyc/req"
-    );
-    for r in &c.cpu {
-        let cores = r
-            .busy
-            .per_core_secs
-            .iter()
-            .map(|(core, secs)| format!("{core}:{secs:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let user_ns = r
-            .server_thread
-            .as_ref()
-            .and_then(|t| cpu::ns_per_request(t.user_secs, r.trial.received));
-        let _ = writeln!(
-            s,
-            "{:<10} {:<7} {:>10} {:>8.3} {:>10} {:>22} {:>14} {:>14}  {}",
-            r.system,
-            r.idle,
-            fmt_rate(r.trial.receive_pps),
-            r.trial.loss * 100.0,
-            fmt_opt(r.ns_per_request),
-            cores,
-            fmt_opt(user_ns),
-            fmt_opt(r.server_user_cycles_per_request),
-            fmt_others(&r.other_tasks)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nserver thread cycles per request under flood ({})",
-        c.cycles_method
-    );
-    let _ = writeln!(
-        s,
-        "{:<10} {:<7} {:>10} {:>8} {:>14} {:>18} {:>16}",
-        "system",
-        "idle",
-        "answered",
-        "loss %",
-        "user cyc/req",
-        "user+sys cyc/req",
-        "all cores cyc/req"
-    );
-    for r in &c.cycles {
-        let _ = writeln!(
-            s,
-            "{:<10} {:<7} {:>10} {:>8.2} {:>14} {:>18} {:>16}  {}",
-            r.system,
-            r.idle,
-            fmt_rate(
-                r.answered_by_server
-                    .map_or(r.trial.receive_pps, |a| a as f64 / r.trial.duration_secs)
-            ),
-            r.trial.loss * 100.0,
-            fmt_opt(r.user_cycles_per_request),
-            fmt_opt(r.thread_cycles_per_request),
-            fmt_opt(r.all_cores_cycles_per_request),
-            fmt_others(&r.other_tasks)
-        );
-    }
-    s
-}
-
-/// The three busiest other tasks of a run, those over 10 ms.
-pub(super) fn fmt_others(others: &[(String, f64)]) -> String {
-    let shown: Vec<String> = others
-        .iter()
-        .filter(|(_, secs)| *secs >= 0.01)
-        .take(3)
-        .map(|(name, secs)| format!("{name} {secs:.2}"))
-        .collect();
-    if shown.is_empty() {
-        "-".into()
-    } else {
-        shown.join(", ")
-    }
-}
-
-pub(super) fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.0}"))
-}
-
-pub(super) fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2}M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1}k/s", r / 1e3)
-    } else {
-        format!("{r:.0}/s")
-    }
 }
