@@ -60,6 +60,26 @@ enum Task {
     },
     /// Delete network namespaces left behind by killed test or bench runs.
     CleanNetns,
+    /// An earlier `fastpath` build against the current one on a bench scenario, alternating
+    /// old, new, old, new: fastpath's rate and p99 per round and the ratios new ÷ old, against
+    /// the bounds a refactoring must keep (rate ≥ 0.95×, p99 ≤ 1.05×). Needs root.
+    #[command(
+        after_help = "Example:\n  git worktree add /tmp/old HEAD~1 && (cd /tmp/old && cargo build --release -p fastpath)\n  cargo xtask ab --baseline /tmp/old/target/release/fastpath --rounds 3 tcp-rr --duration 5"
+    )]
+    Ab {
+        /// The earlier build's `fastpath` binary.
+        #[arg(long, value_name = "PATH")]
+        baseline: PathBuf,
+        /// Runs of each build.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        rounds: u32,
+        /// Where each run's report goes (one folder per run).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// SCENARIO [OPTIONS] for fastpath-bench (without --out).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Check the house plan: no import loop between modules, each layer of the library
     /// importing only those below it, no file over 800 lines, no function over 100.
     Layers,
@@ -76,6 +96,12 @@ fn main() -> ExitCode {
         Task::Fuzz { seconds, targets } => deps().and_then(|()| fuzz(seconds, &targets)),
         Task::CleanNetns => clean_netns(),
         Task::Layers => layers(),
+        Task::Ab {
+            baseline,
+            rounds,
+            out,
+            args,
+        } => ab(&baseline, rounds, out, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,7 +112,26 @@ fn main() -> ExitCode {
     }
 }
 
+mod ab;
 mod layers;
+
+fn ab(baseline: &Path, rounds: u32, out: Option<PathBuf>, args: &[String]) -> anyhow::Result<()> {
+    require_root("the bench")?;
+    let dir = release_binaries()?;
+    let out = out.unwrap_or_else(ab::default_out);
+    let kept = ab::run(
+        &dir.join("fastpath-bench"),
+        &dir.join("fastpath"),
+        baseline,
+        rounds,
+        &out,
+        args,
+    )?;
+    if !kept {
+        bail!("the new build is outside the bounds on some row (above)");
+    }
+    Ok(())
+}
 
 fn layers() -> anyhow::Result<()> {
     step("layers: import loops, layer order, file and function sizes");
