@@ -9,6 +9,7 @@
 //! `listener` (SYN queue and accept queue), `sim` (a seeded link in virtual time joining
 //! two connections).
 
+mod config;
 pub mod congestion;
 pub mod connection;
 pub mod isn;
