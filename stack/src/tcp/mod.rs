@@ -12,6 +12,7 @@
 mod config;
 pub mod congestion;
 pub mod connection;
+mod counters;
 pub mod isn;
 pub mod listener;
 pub mod options;
