@@ -74,11 +74,6 @@ impl Listener {
         self.half_open
     }
 
-    /// Established connections not yet accepted.
-    pub fn accept_queue_len(&self) -> usize {
-        self.accept_queue.len()
-    }
-
     /// A segment for this listener from `endpoints.remote`, where no connection exists for
     /// the four-tuple.
     pub fn handle_segment(
