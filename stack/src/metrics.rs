@@ -65,9 +65,18 @@ type KernelCounter = (&'static str, &'static str, fn(&QueueStats) -> u64);
 pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
     let mut out = String::new();
     let iface = report.iface.as_str();
+    write_uptime(&mut out, iface, report);
+    write_xdp(&mut out, iface, report);
+    Layers::collect(report).write(&mut out, iface);
+    write_kernel(&mut out, iface, report);
+    write_frames(&mut out, iface, report);
+    write_sockets(&mut out, iface, sockets);
+    out
+}
 
+fn write_uptime(out: &mut String, iface: &str, report: &StatsReport) {
     let f = Family::new(
-        &mut out,
+        out,
         "fastpath_uptime_seconds",
         "gauge",
         "Seconds since this fastpath instance started.",
@@ -78,9 +87,11 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
         escape_label(iface),
         report.uptime_secs
     );
+}
 
+fn write_xdp(out: &mut String, iface: &str, report: &StatsReport) {
     let mut f = Family::new(
-        &mut out,
+        out,
         "fastpath_xdp_frames_total",
         "counter",
         "Frames the XDP program saw, by outcome (steered into AF_XDP, passed to the kernel, malformed and dropped, no socket on the queue, IPv4 fragment).",
@@ -92,102 +103,121 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
             *value,
         );
     }
+}
 
-    // Each layer's counters: drops by reason in one family, the rest one family each.
-    let mut drops: Vec<(String, String, String, u64)> = Vec::new();
-    let mut families: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+/// Each layer's counters: drops by reason in one family, the rest one family each.
+#[derive(Default)]
+struct Layers {
+    drops: Vec<(String, String, String, u64)>,
+    families: BTreeMap<String, Vec<(String, u64)>>,
     // Gauges the workers publish beside their counters: TCP connections by state, timers.
-    let mut tcp_states: Vec<(String, String, u64)> = Vec::new();
-    let mut timers: Vec<(String, u64)> = Vec::new();
-    for q in &report.queues {
-        let queue = q.queue.to_string();
-        for (layer, counters) in &q.layers {
-            for (name, value) in counters {
-                if let Some(state) = name.strip_prefix("tcp_state_") {
-                    tcp_states.push((queue.clone(), state.to_string(), *value));
-                    continue;
-                }
-                if name == "timers_armed" {
-                    timers.push((queue.clone(), *value));
-                    continue;
-                }
-                match name.strip_prefix("drop_") {
-                    Some(reason) => {
-                        drops.push((queue.clone(), layer.clone(), reason.to_string(), *value))
+    tcp_states: Vec<(String, String, u64)>,
+    timers: Vec<(String, u64)>,
+}
+
+impl Layers {
+    fn collect(report: &StatsReport) -> Layers {
+        let mut l = Layers::default();
+        for q in &report.queues {
+            let queue = q.queue.to_string();
+            for (layer, counters) in &q.layers {
+                for (name, value) in counters {
+                    if let Some(state) = name.strip_prefix("tcp_state_") {
+                        l.tcp_states
+                            .push((queue.clone(), state.to_string(), *value));
+                        continue;
                     }
-                    None => families
-                        .entry(format!(
-                            "fastpath_{}_{}_total",
-                            sanitize(layer),
-                            sanitize(name)
-                        ))
-                        .or_default()
-                        .push((queue.clone(), *value)),
+                    if name == "timers_armed" {
+                        l.timers.push((queue.clone(), *value));
+                        continue;
+                    }
+                    match name.strip_prefix("drop_") {
+                        Some(reason) => {
+                            l.drops
+                                .push((queue.clone(), layer.clone(), reason.to_string(), *value))
+                        }
+                        None => l
+                            .families
+                            .entry(format!(
+                                "fastpath_{}_{}_total",
+                                sanitize(layer),
+                                sanitize(name)
+                            ))
+                            .or_default()
+                            .push((queue.clone(), *value)),
+                    }
                 }
             }
         }
+        l
     }
-    let mut f = Family::new(
-        &mut out,
-        "fastpath_drops_total",
-        "counter",
-        "Frames or datagrams a layer of the stack dropped, by queue, protocol (layer) and reason.",
-    );
-    for (queue, protocol, reason, value) in &drops {
-        f.sample(
+
+    fn write(&self, out: &mut String, iface: &str) {
+        let mut f = Family::new(
+            out,
             "fastpath_drops_total",
-            &[
-                ("iface", iface),
-                ("queue", queue),
-                ("protocol", protocol),
-                ("reason", reason),
-            ],
-            *value,
+            "counter",
+            "Frames or datagrams a layer of the stack dropped, by queue, protocol (layer) and reason.",
         );
-    }
-    for (name, samples) in &families {
-        let help = format!(
-            "The {} counter of fastpath's {} layer, per queue.",
-            name.trim_start_matches("fastpath_")
-                .trim_end_matches("_total"),
-            name.trim_start_matches("fastpath_")
-                .split('_')
-                .next()
-                .unwrap_or("")
+        for (queue, protocol, reason, value) in &self.drops {
+            f.sample(
+                "fastpath_drops_total",
+                &[
+                    ("iface", iface),
+                    ("queue", queue),
+                    ("protocol", protocol),
+                    ("reason", reason),
+                ],
+                *value,
+            );
+        }
+        for (name, samples) in &self.families {
+            let help = format!(
+                "The {} counter of fastpath's {} layer, per queue.",
+                name.trim_start_matches("fastpath_")
+                    .trim_end_matches("_total"),
+                name.trim_start_matches("fastpath_")
+                    .split('_')
+                    .next()
+                    .unwrap_or("")
+            );
+            let mut f = Family::new(out, name, "counter", &help);
+            for (queue, value) in samples {
+                f.sample(name, &[("iface", iface), ("queue", queue)], *value);
+            }
+        }
+
+        let mut f = Family::new(
+            out,
+            "fastpath_tcp_connections",
+            "gauge",
+            "TCP connections each worker owns, by state.",
         );
-        let mut f = Family::new(&mut out, name, "counter", &help);
-        for (queue, value) in samples {
-            f.sample(name, &[("iface", iface), ("queue", queue)], *value);
+        for (queue, state, value) in &self.tcp_states {
+            f.sample(
+                "fastpath_tcp_connections",
+                &[("iface", iface), ("queue", queue), ("state", state)],
+                *value,
+            );
+        }
+        let mut f = Family::new(
+            out,
+            "fastpath_timers_armed",
+            "gauge",
+            "Timers armed in each worker's timer wheel.",
+        );
+        for (queue, value) in &self.timers {
+            f.sample(
+                "fastpath_timers_armed",
+                &[("iface", iface), ("queue", queue)],
+                *value,
+            );
         }
     }
+}
 
-    let mut f = Family::new(
-        &mut out,
-        "fastpath_tcp_connections",
-        "gauge",
-        "TCP connections each worker owns, by state.",
-    );
-    for (queue, state, value) in &tcp_states {
-        f.sample(
-            "fastpath_tcp_connections",
-            &[("iface", iface), ("queue", queue), ("state", state)],
-            *value,
-        );
-    }
-    let mut f = Family::new(
-        &mut out,
-        "fastpath_timers_armed",
-        "gauge",
-        "Timers armed in each worker's timer wheel.",
-    );
-    for (queue, value) in &timers {
-        f.sample(
-            "fastpath_timers_armed",
-            &[("iface", iface), ("queue", queue)],
-            *value,
-        );
-    }
-
+/// The kernel's XDP_STATISTICS, a family each.
+fn write_kernel(out: &mut String, iface: &str, report: &StatsReport) {
     let kernel: [KernelCounter; 5] = [
         (
             "fastpath_xsk_rx_dropped_total",
@@ -216,7 +246,7 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
         ),
     ];
     for (name, help, get) in kernel {
-        let mut f = Family::new(&mut out, name, "counter", help);
+        let mut f = Family::new(out, name, "counter", help);
         for q in &report.queues {
             f.sample(
                 name,
@@ -225,9 +255,12 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
             );
         }
     }
+}
 
+/// Where the UMEM frames are, and the frame ledger's errors.
+fn write_frames(out: &mut String, iface: &str, report: &StatsReport) {
     let mut f = Family::new(
-        &mut out,
+        out,
         "fastpath_umem_frames",
         "gauge",
         "UMEM frames by place in the frame ledger (free, fill, rx, in_use, tx, completion).",
@@ -251,7 +284,7 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
         }
     }
     let mut f = Family::new(
-        &mut out,
+        out,
         "fastpath_frame_ledger_errors_total",
         "counter",
         "Frames found where the ledger did not expect them (zero in a correct run).",
@@ -263,7 +296,9 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
             q.ledger_errors,
         );
     }
+}
 
+fn write_sockets(out: &mut String, iface: &str, sockets: &[SocketInfo]) {
     let mut by_state: BTreeMap<(String, String), u64> = BTreeMap::new();
     for s in sockets {
         *by_state
@@ -271,7 +306,7 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
             .or_default() += 1;
     }
     let mut f = Family::new(
-        &mut out,
+        out,
         "fastpath_sockets",
         "gauge",
         "Open sockets by protocol and state.",
@@ -283,7 +318,6 @@ pub fn render(report: &StatsReport, sockets: &[SocketInfo]) -> String {
             *n,
         );
     }
-    out
 }
 
 /// Serves `render()` of what `fetch` returns at `/metrics` on `addr` until `stop` is set.

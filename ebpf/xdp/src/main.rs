@@ -118,130 +118,168 @@ fn warn_allowed() -> bool {
 /// fastpath does not own keeps the kernel's own counters and behaviour.
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> (XdpCounter, u32) {
-    let frame_len = ctx.data_end() - ctx.data();
-    let Ok(mut ethertype) = load_u16(ctx, ETH_TYPE) else {
+    let Some(l3) = ipv4_offset(ctx) else {
         return PASSED;
+    };
+    let dst = match destination(ctx, l3) {
+        Ok(dst) => dst,
+        Err(outcome) => return outcome,
+    };
+    if !rule_matches(&dst) {
+        return PASSED;
+    }
+    // Steered: now the headers must be whole and consistent.
+    if let Err(why) = check_headers(ctx, &dst) {
+        return malformed(ctx, why);
+    }
+    redirect(ctx, dst.port)
+}
+
+/// Where the IPv4 header starts, behind Ethernet and one 802.1Q tag; `None` for a frame
+/// that is not IPv4 (or too short to tell).
+#[inline(always)]
+fn ipv4_offset(ctx: &XdpContext) -> Option<usize> {
+    let Ok(mut ethertype) = load_u16(ctx, ETH_TYPE) else {
+        return None;
     };
     let mut l3 = ETH_HLEN;
     if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
         let Ok(inner) = load_u16(ctx, ETH_HLEN + 2) else {
-            return PASSED;
+            return None;
         };
         ethertype = inner;
         l3 += VLAN_HLEN;
     }
     if ethertype != ETHERTYPE_IPV4 {
-        return PASSED;
+        return None;
     }
+    Some(l3)
+}
 
-    // Find the destination: protocol, address, and the port behind the header length.
+/// A UDP or TCP frame's destination, and the IPv4 header it was read from.
+struct Destination {
+    l3: usize,
+    l4: usize,
+    ip: [u8; IPV4_MIN_HLEN],
+    header_len: usize,
+    proto: u8,
+    addr: [u8; 4],
+    port: u16,
+}
+
+/// Finds the destination: protocol, address, and the port behind the header length. A
+/// frame without one goes to the kernel (`Err`: its outcome), an IPv4 fragment counted.
+#[inline(always)]
+fn destination(ctx: &XdpContext, l3: usize) -> Result<Destination, (XdpCounter, u32)> {
     let Ok(ip) = load::<IPV4_MIN_HLEN>(ctx, l3) else {
-        return PASSED;
+        return Err(PASSED);
     };
     let proto = ip[IPV4_PROTO];
     if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
-        return PASSED;
+        return Err(PASSED);
     }
     let flags_frag = u16::from_be_bytes([ip[IPV4_FLAGS_FRAG], ip[IPV4_FLAGS_FRAG + 1]]);
     if flags_frag & IPV4_FRAG_MASK != 0 {
-        return (XdpCounter::Fragment, xdp_action::XDP_PASS);
+        return Err((XdpCounter::Fragment, xdp_action::XDP_PASS));
     }
     let header_len = ((ip[IPV4_VER_IHL] & 0x0f) as usize) * 4;
     if header_len < IPV4_MIN_HLEN {
         // No port can be read behind a header shorter than its minimum.
-        return PASSED;
+        return Err(PASSED);
     }
     let l4 = l3 + header_len;
     // Source and destination ports lead both the UDP and the TCP header.
     let Ok(ports) = load::<4>(ctx, l4) else {
-        return PASSED;
+        return Err(PASSED);
     };
-    let port = u16::from_be_bytes([ports[2], ports[3]]);
-    let dst = [
-        ip[IPV4_DST],
-        ip[IPV4_DST + 1],
-        ip[IPV4_DST + 2],
-        ip[IPV4_DST + 3],
-    ];
-    let key = RuleKey::new(proto, dst, port);
-    // Safety: the map holds `RuleValue`s; the reference is only tested for presence.
-    let matched = unsafe { RULES.get(&key).is_some() || RULES.get(&key.any_addr()).is_some() };
-    if !matched {
-        return PASSED;
-    }
+    Ok(Destination {
+        l3,
+        l4,
+        ip,
+        header_len,
+        proto,
+        addr: [
+            ip[IPV4_DST],
+            ip[IPV4_DST + 1],
+            ip[IPV4_DST + 2],
+            ip[IPV4_DST + 3],
+        ],
+        port: u16::from_be_bytes([ports[2], ports[3]]),
+    })
+}
 
-    // Steered: now the headers must be whole and consistent.
+/// Whether a rule names the destination, by address or for any address.
+#[inline(always)]
+fn rule_matches(dst: &Destination) -> bool {
+    let key = RuleKey::new(dst.proto, dst.addr, dst.port);
+    // Safety: the map holds `RuleValue`s; the reference is only tested for presence.
+    unsafe { RULES.get(&key).is_some() || RULES.get(&key.any_addr()).is_some() }
+}
+
+/// A steered frame's headers, whole and consistent: the IPv4 version and total length,
+/// then the UDP length or the TCP data offset.
+#[inline(always)]
+fn check_headers(ctx: &XdpContext, dst: &Destination) -> Result<(), Malformed> {
+    let frame_len = ctx.data_end() - ctx.data();
+    let (ip, l3, l4, header_len) = (&dst.ip, dst.l3, dst.l4, dst.header_len);
     let version = ip[IPV4_VER_IHL] >> 4;
     if version != 4 {
-        return malformed(
-            ctx,
-            Malformed {
-                header: "IPv4",
-                field: "version",
-                offset: l3 + IPV4_VER_IHL,
-            },
-        );
+        return Err(Malformed {
+            header: "IPv4",
+            field: "version",
+            offset: l3 + IPV4_VER_IHL,
+        });
     }
     let total_len = u16::from_be_bytes([ip[IPV4_TOTAL_LEN], ip[IPV4_TOTAL_LEN + 1]]) as usize;
     // Trailing Ethernet padding is fine; a total length past the frame, or shorter than
     // the header, is not.
     if total_len < header_len || total_len > frame_len - l3 {
-        return malformed(
-            ctx,
-            Malformed {
-                header: "IPv4",
-                field: "total length",
-                offset: l3 + IPV4_TOTAL_LEN,
-            },
-        );
+        return Err(Malformed {
+            header: "IPv4",
+            field: "total length",
+            offset: l3 + IPV4_TOTAL_LEN,
+        });
     }
     let l4_len = total_len - header_len;
-    if proto == IPPROTO_UDP {
+    if dst.proto == IPPROTO_UDP {
         let Ok(udp) = load::<UDP_HLEN>(ctx, l4) else {
-            return malformed(
-                ctx,
-                Malformed {
-                    header: "UDP",
-                    field: "header (truncated)",
-                    offset: l4,
-                },
-            );
+            return Err(Malformed {
+                header: "UDP",
+                field: "header (truncated)",
+                offset: l4,
+            });
         };
         let udp_len = u16::from_be_bytes([udp[UDP_LEN], udp[UDP_LEN + 1]]) as usize;
         if udp_len < UDP_HLEN || udp_len > l4_len {
-            return malformed(
-                ctx,
-                Malformed {
-                    header: "UDP",
-                    field: "length",
-                    offset: l4 + UDP_LEN,
-                },
-            );
+            return Err(Malformed {
+                header: "UDP",
+                field: "length",
+                offset: l4 + UDP_LEN,
+            });
         }
     } else {
         let Ok(tcp) = load::<TCP_MIN_HLEN>(ctx, l4) else {
-            return malformed(
-                ctx,
-                Malformed {
-                    header: "TCP",
-                    field: "header (truncated)",
-                    offset: l4,
-                },
-            );
+            return Err(Malformed {
+                header: "TCP",
+                field: "header (truncated)",
+                offset: l4,
+            });
         };
         let data_off = ((tcp[TCP_DATA_OFF] >> 4) as usize) * 4;
         if data_off < TCP_MIN_HLEN || data_off > l4_len {
-            return malformed(
-                ctx,
-                Malformed {
-                    header: "TCP",
-                    field: "data offset",
-                    offset: l4 + TCP_DATA_OFF,
-                },
-            );
+            return Err(Malformed {
+                header: "TCP",
+                field: "data offset",
+                offset: l4 + TCP_DATA_OFF,
+            });
         }
     }
+    Ok(())
+}
 
+/// Into the AF_XDP socket of the frame's RX queue; to the kernel if it has none.
+#[inline(always)]
+fn redirect(ctx: &XdpContext, port: u16) -> (XdpCounter, u32) {
     // Safety: `ctx.ctx` is the kernel's xdp_md for this invocation.
     let queue = unsafe { (*ctx.ctx).rx_queue_index };
     match XSKS.redirect(queue, xdp_action::XDP_PASS as u64) {

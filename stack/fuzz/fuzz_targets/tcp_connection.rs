@@ -273,8 +273,32 @@ impl Harness {
     /// 1 SYN-RECEIVED, 2 ESTABLISHED (active), 3 ESTABLISHED (passive), 4 FIN-WAIT-1,
     /// 5 FIN-WAIT-2, 6 CLOSE-WAIT, 7 LAST-ACK, 8 CLOSING, 9 TIME-WAIT.
     fn start(target: u8, config: TcpConfig, initial_data: usize) -> Harness {
+        let mut h = Harness::new(config);
         let passive = matches!(target, 1 | 3);
-        let mut h = Harness {
+        let opened = if passive {
+            h.open_passive(target == 1)
+        } else {
+            h.open_active(target == 0)
+        };
+        if !opened {
+            return h;
+        }
+        h.drain();
+        assert_eq!(h.c.state(), State::Established, "handshake for {target}");
+        // Some data in flight, unacknowledged.
+        h.write(initial_data);
+        h.drain();
+        match target {
+            4 | 5 | 8 | 9 => h.close_first(target),
+            6 | 7 => h.peer_closes_first(target),
+            _ => {}
+        }
+        h
+    }
+
+    /// A connection in SYN-SENT, its SYN not yet out.
+    fn new(config: TcpConfig) -> Harness {
+        Harness {
             c: Connection::connect(
                 &config,
                 Self::endpoints(),
@@ -293,91 +317,97 @@ impl Harness {
             our_ts: 0,
             our_max: OUR_ISN,
             payload: vec![0; PAYLOAD_ROOM],
-        };
-        if passive {
-            let (syn, _) = h.peer_segment(flags::SYN, 0, 0);
-            h.c = Connection::accept_syn(
-                &h.config,
-                Self::endpoints(),
-                &Segment {
-                    header: syn,
-                    payload: &[],
-                },
-                SeqNumber(OUR_ISN),
-                h.now,
-            );
-            h.irs = Some(PEER_ISN);
-            h.peer_nxt = PEER_ISN.wrapping_add(1);
-            h.drain();
-            assert_eq!(h.c.state(), State::SynReceived);
-            if target == 1 {
-                return h;
-            }
-            let (ack, _) = h.peer_segment(flags::ACK, OUR_ISN.wrapping_add(1), 0);
-            h.deliver(ack, &[]);
-        } else {
-            h.drain();
-            assert_eq!(h.c.state(), State::SynSent);
-            if target == 0 {
-                return h;
-            }
-            let (syn_ack, _) = h.peer_segment(flags::SYN | flags::ACK, OUR_ISN.wrapping_add(1), 0);
-            h.deliver(syn_ack, &[]);
-            h.peer_nxt = PEER_ISN.wrapping_add(1);
         }
-        h.drain();
-        assert_eq!(h.c.state(), State::Established, "handshake for {target}");
-        // Some data in flight, unacknowledged.
-        h.write(initial_data);
-        h.drain();
+    }
+
+    /// The peer's SYN accepted, our SYN-ACK sent; then, unless `stop` (SYN-RECEIVED is
+    /// the target), the peer's ACK delivered. Returns false if stopped.
+    fn open_passive(&mut self, stop: bool) -> bool {
+        let (syn, _) = self.peer_segment(flags::SYN, 0, 0);
+        self.c = Connection::accept_syn(
+            &self.config,
+            Self::endpoints(),
+            &Segment {
+                header: syn,
+                payload: &[],
+            },
+            SeqNumber(OUR_ISN),
+            self.now,
+        );
+        self.irs = Some(PEER_ISN);
+        self.peer_nxt = PEER_ISN.wrapping_add(1);
+        self.drain();
+        assert_eq!(self.c.state(), State::SynReceived);
+        if stop {
+            return false;
+        }
+        let (ack, _) = self.peer_segment(flags::ACK, OUR_ISN.wrapping_add(1), 0);
+        self.deliver(ack, &[]);
+        true
+    }
+
+    /// Our SYN sent; then, unless `stop` (SYN-SENT is the target), the peer's SYN-ACK
+    /// delivered. Returns false if stopped.
+    fn open_active(&mut self, stop: bool) -> bool {
+        self.drain();
+        assert_eq!(self.c.state(), State::SynSent);
+        if stop {
+            return false;
+        }
+        let (syn_ack, _) = self.peer_segment(flags::SYN | flags::ACK, OUR_ISN.wrapping_add(1), 0);
+        self.deliver(syn_ack, &[]);
+        self.peer_nxt = PEER_ISN.wrapping_add(1);
+        true
+    }
+
+    /// From ESTABLISHED, we close first: 4 FIN-WAIT-1, 5 FIN-WAIT-2, 8 CLOSING (the peer's
+    /// FIN crosses ours), 9 TIME-WAIT.
+    fn close_first(&mut self, target: u8) {
         let acked = OUR_ISN.wrapping_add(1);
-        match target {
-            4 | 5 | 8 | 9 => {
-                h.c.shutdown();
-                h.drain();
-                assert_eq!(h.c.state(), State::FinWait1);
-                if matches!(target, 5 | 9) {
-                    // Everything, FIN included, acknowledged: the window may need a few
-                    // rounds to let the data and the FIN out.
-                    for _ in 0..100 {
-                        let (ack, _) = h.peer_segment(flags::ACK, h.our_max, 0);
-                        h.deliver(ack, &[]);
-                        h.drain();
-                        if h.c.state() != State::FinWait1 {
-                            break;
-                        }
-                    }
-                    assert_eq!(h.c.state(), State::FinWait2);
-                }
-                if matches!(target, 8 | 9) {
-                    let ack = if target == 9 { h.our_max } else { acked };
-                    let (fin, _) = h.peer_segment(flags::FIN | flags::ACK, ack, 0);
-                    h.deliver(fin, &[]);
-                    h.peer_nxt = h.peer_nxt.wrapping_add(1);
-                    h.drain();
-                    let want = if target == 9 {
-                        State::TimeWait
-                    } else {
-                        State::Closing
-                    };
-                    assert_eq!(h.c.state(), want);
+        self.c.shutdown();
+        self.drain();
+        assert_eq!(self.c.state(), State::FinWait1);
+        if matches!(target, 5 | 9) {
+            // Everything, FIN included, acknowledged: the window may need a few
+            // rounds to let the data and the FIN out.
+            for _ in 0..100 {
+                let (ack, _) = self.peer_segment(flags::ACK, self.our_max, 0);
+                self.deliver(ack, &[]);
+                self.drain();
+                if self.c.state() != State::FinWait1 {
+                    break;
                 }
             }
-            6 | 7 => {
-                let (fin, _) = h.peer_segment(flags::FIN | flags::ACK, acked, 0);
-                h.deliver(fin, &[]);
-                h.peer_nxt = h.peer_nxt.wrapping_add(1);
-                h.drain();
-                assert_eq!(h.c.state(), State::CloseWait);
-                if target == 7 {
-                    h.c.shutdown();
-                    h.drain();
-                    assert_eq!(h.c.state(), State::LastAck);
-                }
-            }
-            _ => {}
+            assert_eq!(self.c.state(), State::FinWait2);
         }
-        h
+        if matches!(target, 8 | 9) {
+            let ack = if target == 9 { self.our_max } else { acked };
+            let (fin, _) = self.peer_segment(flags::FIN | flags::ACK, ack, 0);
+            self.deliver(fin, &[]);
+            self.peer_nxt = self.peer_nxt.wrapping_add(1);
+            self.drain();
+            let want = if target == 9 {
+                State::TimeWait
+            } else {
+                State::Closing
+            };
+            assert_eq!(self.c.state(), want);
+        }
+    }
+
+    /// From ESTABLISHED, the peer closes first: 6 CLOSE-WAIT, 7 LAST-ACK.
+    fn peer_closes_first(&mut self, target: u8) {
+        let acked = OUR_ISN.wrapping_add(1);
+        let (fin, _) = self.peer_segment(flags::FIN | flags::ACK, acked, 0);
+        self.deliver(fin, &[]);
+        self.peer_nxt = self.peer_nxt.wrapping_add(1);
+        self.drain();
+        assert_eq!(self.c.state(), State::CloseWait);
+        if target == 7 {
+            self.c.shutdown();
+            self.drain();
+            assert_eq!(self.c.state(), State::LastAck);
+        }
     }
 
     /// One fuzzer-chosen segment.

@@ -20,7 +20,7 @@ use std::{
 
 use siphasher::sip::SipHasher13;
 
-use super::{connection::Endpoints, seq::SeqNumber};
+use super::{seq::SeqNumber, types::Endpoints};
 use crate::time::Instant;
 
 /// The secrets behind ISNs, timestamp offsets and cookies. One per worker (or per host):

@@ -1,12 +1,14 @@
 //! A listening socket (RFC 9293 3.10.1 passive OPEN, 3.10.7.2 LISTEN): SYNs become
 //! connections in SYN-RECEIVED while the SYN queue (half-open connections, bounded by the
 //! backlog) has room, and stateless SYN cookies (RFC 4987 3.6) when it has none; finished
-//! handshakes wait in a bounded accept queue.
+//! handshakes join an accept queue of `Endpoints`, bounded by the backlog too, until the
+//! owner takes them (`accept`) or drops them (`forget`).
 //!
 //! The listener owns no connection: it hands each new one to the worker, which keeps it
-//! in its own four-tuple table, and it queues `Endpoints` for `accept`. The worker reports
-//! back when a connection it got in SYN-RECEIVED becomes established or dies, so the SYN
-//! queue's count stays true.
+//! in its own four-tuple table. The worker reports back when a connection it got in
+//! SYN-RECEIVED becomes established or dies, so the SYN queue's count stays true; it gives
+//! each established connection to the application at once and `forget`s it here, so in
+//! fastpath the accept queue stays empty between segments and only the tests `accept`.
 
 use std::{collections::VecDeque, net::SocketAddr};
 
@@ -72,11 +74,6 @@ impl Listener {
     /// Connections in SYN-RECEIVED that the listener handed out.
     pub fn half_open(&self) -> usize {
         self.half_open
-    }
-
-    /// Established connections not yet accepted.
-    pub fn accept_queue_len(&self) -> usize {
-        self.accept_queue.len()
     }
 
     /// A segment for this listener from `endpoints.remote`, where no connection exists for

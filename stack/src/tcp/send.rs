@@ -172,14 +172,6 @@ impl Scoreboard {
         self.sacked.iter().map(|r| r.1.since(r.0)).sum()
     }
 
-    /// Whether `[start, end)` is wholly SACKed.
-    pub fn is_sacked(&self, seq: SeqNumber) -> Option<SeqNumber> {
-        self.sacked
-            .iter()
-            .find(|r| r.0 <= seq && seq < r.1)
-            .map(|r| r.1)
-    }
-
     /// RFC 6675 IsLost(seq): DupThresh discontiguous SACKed ranges above it, or more than
     /// (DupThresh - 1) * SMSS bytes SACKed above it.
     pub fn is_lost(&self, seq: SeqNumber, smss: u32) -> bool {

@@ -360,28 +360,10 @@ impl HttpConnection {
         let head_len = match req.parse_with_uninit_headers(input, &mut slots[..max_headers]) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                let line = input
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .unwrap_or(input.len());
-                if line > max_uri_bytes + REQUEST_LINE_SLACK {
-                    return Some(self.fail(now, Status::UriTooLong));
-                }
-                if input.len() > max_header_bytes {
-                    return Some(self.fail(now, Status::HeaderFieldsTooLarge));
-                }
-                return None;
+                return partial_head_status(input, max_uri_bytes, max_header_bytes)
+                    .map(|status| self.fail(now, status));
             }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Some(self.fail(now, Status::HeaderFieldsTooLarge));
-            }
-            Err(httparse::Error::Version) if names_http_version(input) => {
-                return Some(self.fail(now, Status::VersionNotSupported));
-            }
-            Err(e) => {
-                log::debug!("http: malformed request: {e}");
-                return Some(self.fail(now, Status::BadRequest));
-            }
+            Err(e) => return Some(self.fail(now, head_error_status(e, input))),
         };
         let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
             return Some(self.fail(now, Status::BadRequest));
@@ -392,74 +374,28 @@ impl HttpConnection {
         if head_len > max_header_bytes {
             return Some(self.fail(now, Status::HeaderFieldsTooLarge));
         }
-
-        let mut hosts = 0;
-        let mut content_length: Option<u64> = None;
-        let mut transfer_encoding: Option<&[u8]> = None;
-        let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
-        for h in req.headers.iter() {
-            let name = h.name;
-            if name.eq_ignore_ascii_case("host") {
-                hosts += 1;
-            } else if name.eq_ignore_ascii_case("content-length") {
-                // RFC 9112 §6.3: an invalid or conflicting length is unrecoverable.
-                match (parse_length(h.value), content_length) {
-                    (Some(n), None) => content_length = Some(n),
-                    (Some(n), Some(m)) if n == m => {}
-                    _ => return Some(self.fail(now, Status::BadRequest)),
-                }
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                if transfer_encoding.is_some() {
-                    return Some(self.fail(now, Status::NotImplemented));
-                }
-                transfer_encoding = Some(h.value);
-            } else if name.eq_ignore_ascii_case("connection") {
-                for token in h.value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
-            } else if name.eq_ignore_ascii_case("expect") {
-                expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-        }
-        if let Some(te) = transfer_encoding {
-            // RFC 9112 §6.1: Transfer-Encoding with Content-Length, or in HTTP/1.0, is
-            // framing that cannot be trusted (request smuggling). Chunked content is
-            // refused with 411 (send a Content-Length); other codings are 501.
-            let status = if content_length.is_some() || version == 0 {
-                Status::BadRequest
-            } else if te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                Status::LengthRequired
-            } else {
-                Status::NotImplemented
-            };
-            return Some(self.fail(now, status));
-        }
-        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to
-        // any HTTP/1.1 request message that lacks a Host header field and to any request
-        // message that contains more than one Host header field line".
-        if hosts > 1 || (version == 1 && hosts == 0) {
-            return Some(self.fail(now, Status::BadRequest));
-        }
-        let body = content_length.unwrap_or(0);
-        if body > max_body_bytes {
-            return Some(self.fail(now, Status::ContentTooLarge));
-        }
-        let persistent = if version == 1 {
-            !close
-        } else {
-            keep_alive && !close
+        let framing = Framing::read(req.headers)
+            .and_then(|framing| framing.check(method, version, max_body_bytes));
+        let (body, mode) = match framing {
+            Ok(framing) => framing,
+            Err(status) => return Some(self.fail(now, status)),
         };
-        let mode = Mode {
-            head_only: method == "HEAD",
-            http10: version == 0,
-            // The response leaves before the content arrives; a client that waits for
-            // 100 (Continue) may then not send it, leaving the stream unframed. Close.
-            close: !persistent || (expect_continue && body > 0),
-        };
+        let (status, content, allow) = self.route(method, path, req.headers, bench_route);
+        self.respond(now, status, content, mode, allow);
+        self.read_after(now, mode, body);
+        Some(head_len)
+    }
 
-        let (status, content, allow) = if method == "GET" || method == "HEAD" {
+    /// What answers `method` on `path`: the status, the content, and whether to send
+    /// `Allow`.
+    fn route(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[httparse::Header<'_>],
+        bench_route: bool,
+    ) -> (Status, Content, bool) {
+        if method == "GET" || method == "HEAD" {
             let route = path.split('?').next().unwrap_or(path);
             if bench_route && route == BENCH_PATH {
                 (Status::Ok, Content::Bench, false)
@@ -470,7 +406,7 @@ impl HttpConnection {
                     Err(TargetError::NotFound) => (Status::NotFound, Content::Error, false),
                     Ok(()) => match self.site.files.index_of(&self.key) {
                         None => (Status::NotFound, Content::Error, false),
-                        Some(i) if not_modified(self.site.files.get(i), req.headers) => {
+                        Some(i) if not_modified(self.site.files.get(i), headers) => {
                             (Status::NotModified, Content::NotModified(i), false)
                         }
                         Some(i) => (Status::Ok, Content::File(i), false),
@@ -481,9 +417,12 @@ impl HttpConnection {
             (Status::MethodNotAllowed, Content::Error, true)
         } else {
             (Status::NotImplemented, Content::Error, false)
-        };
-        self.respond(now, status, content, mode, allow);
+        }
+    }
 
+    /// After a request's response is queued: read nothing more, drop its `body` bytes of
+    /// content, or wait for the next head.
+    fn read_after(&mut self, now: Instant, mode: Mode, body: u64) {
         if mode.close {
             self.read = Read::Done;
             self.request_started = None;
@@ -493,7 +432,6 @@ impl HttpConnection {
         } else {
             self.request_started = None;
         }
-        Some(head_len)
     }
 
     /// Queues an error that leaves the connection unusable, stops reading, and returns
@@ -613,6 +551,124 @@ impl HttpConnection {
                 }
             }
             Some(_) => {}
+        }
+    }
+}
+
+/// What a request's header fields say of its framing and of the connection.
+#[derive(Default)]
+struct Framing<'a> {
+    hosts: usize,
+    content_length: Option<u64>,
+    transfer_encoding: Option<&'a [u8]>,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl<'a> Framing<'a> {
+    /// Reads the fields that frame a request, or the status that refuses it.
+    fn read(headers: &[httparse::Header<'a>]) -> Result<Self, Status> {
+        let mut f = Framing::default();
+        for h in headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("host") {
+                f.hosts += 1;
+            } else if name.eq_ignore_ascii_case("content-length") {
+                // RFC 9112 §6.3: an invalid or conflicting length is unrecoverable.
+                match (parse_length(h.value), f.content_length) {
+                    (Some(n), None) => f.content_length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => return Err(Status::BadRequest),
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                if f.transfer_encoding.is_some() {
+                    return Err(Status::NotImplemented);
+                }
+                f.transfer_encoding = Some(h.value);
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    f.close |= token.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                f.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+        }
+        Ok(f)
+    }
+
+    /// The content length to drop and how to answer a `method` request of HTTP/1.`version`,
+    /// or the status that refuses it.
+    fn check(&self, method: &str, version: u8, max_body_bytes: u64) -> Result<(u64, Mode), Status> {
+        if let Some(te) = self.transfer_encoding {
+            // RFC 9112 §6.1: Transfer-Encoding with Content-Length, or in HTTP/1.0, is
+            // framing that cannot be trusted (request smuggling). Chunked content is
+            // refused with 411 (send a Content-Length); other codings are 501.
+            let status = if self.content_length.is_some() || version == 0 {
+                Status::BadRequest
+            } else if te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                Status::LengthRequired
+            } else {
+                Status::NotImplemented
+            };
+            return Err(status);
+        }
+        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to
+        // any HTTP/1.1 request message that lacks a Host header field and to any request
+        // message that contains more than one Host header field line".
+        if self.hosts > 1 || (version == 1 && self.hosts == 0) {
+            return Err(Status::BadRequest);
+        }
+        let body = self.content_length.unwrap_or(0);
+        if body > max_body_bytes {
+            return Err(Status::ContentTooLarge);
+        }
+        let persistent = if version == 1 {
+            !self.close
+        } else {
+            self.keep_alive && !self.close
+        };
+        let mode = Mode {
+            head_only: method == "HEAD",
+            http10: version == 0,
+            // The response leaves before the content arrives; a client that waits for
+            // 100 (Continue) may then not send it, leaving the stream unframed. Close.
+            close: !persistent || (self.expect_continue && body > 0),
+        };
+        Ok((body, mode))
+    }
+}
+
+/// For a head not complete yet: the status that refuses it already, if its request line
+/// or the head so far is too long.
+fn partial_head_status(
+    input: &[u8],
+    max_uri_bytes: usize,
+    max_header_bytes: usize,
+) -> Option<Status> {
+    let line = input
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(input.len());
+    if line > max_uri_bytes + REQUEST_LINE_SLACK {
+        return Some(Status::UriTooLong);
+    }
+    if input.len() > max_header_bytes {
+        return Some(Status::HeaderFieldsTooLarge);
+    }
+    None
+}
+
+/// The status that answers a head `httparse` refused.
+fn head_error_status(e: httparse::Error, input: &[u8]) -> Status {
+    match e {
+        httparse::Error::TooManyHeaders => Status::HeaderFieldsTooLarge,
+        httparse::Error::Version if names_http_version(input) => Status::VersionNotSupported,
+        e => {
+            log::debug!("http: malformed request: {e}");
+            Status::BadRequest
         }
     }
 }

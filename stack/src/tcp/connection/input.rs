@@ -101,59 +101,26 @@ impl Connection {
         }
     }
 
-    /// RFC 9293 3.10.7.4, for SYN-RECEIVED and the synchronized states.
+    /// RFC 9293 3.10.7.4, for SYN-RECEIVED and the synchronized states: its checks in
+    /// order, one step each, the SYN check first (RFC 5961 4.2) and PAWS (RFC 7323 5.3)
+    /// before the sequence number.
     fn on_segment(&mut self, now: Instant, segment: &Segment<'_>, counters: &mut Counters) {
         let h = &segment.header;
-        let mut seq = SeqNumber(h.seq);
-        let mut syn = h.flags & flags::SYN != 0;
         let rst = h.flags & flags::RST != 0;
         let has_ack = h.flags & flags::ACK != 0;
         let ack = SeqNumber(h.ack);
 
-        if self.state == State::SynReceived && syn && seq == self.irs && !rst {
-            if has_ack && ack > self.snd_una && ack <= self.snd_max {
-                // Simultaneous open: the peer's SYN-ACK. Its SYN we hold already; its ACK
-                // completes the handshake.
-                seq += 1;
-                syn = false;
-            } else {
-                // The peer's SYN again: our SYN-ACK was lost.
-                self.snd_nxt = self.iss;
-                return;
-            }
-        }
+        let Some((seq, syn)) = self.syn_in_syn_received(h) else {
+            return;
+        };
 
         if syn && !rst {
-            if self.state == State::TimeWait {
-                // A new SYN for this four-tuple: RFC 6191 decides.
-                self.time_wait_syn(h, counters, now);
-            } else {
-                // RFC 5961 4.2: "If the SYN bit is set, irrespective of the sequence
-                // number, TCP MUST send an ACK (also referred to as challenge ACK)".
-                self.challenge_ack(now, counters);
-            }
+            self.on_syn(now, h, counters);
             return;
         }
 
-        // PAWS (RFC 7323 5.3), before the sequence check.
-        if self.opts.timestamps && !rst {
-            match h.options.timestamp {
-                Some((tsval, _))
-                    if options::ts_before(tsval, self.ts_recent)
-                        && now - self.ts_recent_at < PAWS_IDLE =>
-                {
-                    counters.paws_rejected += 1;
-                    self.ack_now = true;
-                    return;
-                }
-                Some(_) => {}
-                None => {
-                    // RFC 7323 3.2: "If a non-<RST> segment is received without a TSopt, a
-                    // TCP SHOULD silently drop the segment."
-                    counters.bad_options += 1;
-                    return;
-                }
-            }
+        if !rst && !self.paws_passes(now, h, counters) {
+            return;
         }
 
         let payload_len = segment.payload.len().min(u32::MAX as usize / 2) as u32;
@@ -163,28 +130,8 @@ impl Connection {
             counters.out_of_window += 1;
             if rst {
                 counters.rst_ignored += 1;
-                return;
-            }
-            if self.state == State::TimeWait && fin && seq + payload_len + 1 == self.rcv_nxt {
-                // The peer's FIN again (our last ACK was lost): ACK, restart 2 MSL.
-                self.enter_time_wait(now);
-            }
-            if payload_len > 0 && seq + payload_len <= self.rcv_nxt && self.opts.sack {
-                // RFC 2883: report the duplicate.
-                self.dsack = Some((seq, seq + payload_len));
-            }
-            // "an acknowledgment should be sent in reply". For segments without data, at
-            // most one per OOW_ACK_INTERVAL, as Linux does: two ends that each find the
-            // other's bare ACKs unacceptable would otherwise answer each other forever.
-            if seg_len > 0
-                || self
-                    .last_oow_ack
-                    .is_none_or(|at| now - at >= OOW_ACK_INTERVAL)
-            {
-                if seg_len == 0 {
-                    self.last_oow_ack = Some(now);
-                }
-                self.ack_now = true;
+            } else {
+                self.on_unacceptable(now, seq, payload_len, seg_len, fin);
             }
             return;
         }
@@ -192,16 +139,7 @@ impl Connection {
         self.keepalive_sent = 0;
 
         if rst {
-            // RFC 5961 3.2: reset only on an exact match; in the window, challenge.
-            if seq == self.rcv_nxt {
-                let reason = match self.state {
-                    State::Closing | State::LastAck | State::TimeWait => CloseReason::Normal,
-                    _ => CloseReason::Reset,
-                };
-                self.close_with(reason);
-            } else {
-                self.challenge_ack(now, counters);
-            }
+            self.on_rst(now, seq, counters);
             return;
         }
 
@@ -209,8 +147,132 @@ impl Connection {
             // "if the ACK bit is off, drop the segment and return".
             return;
         }
+        self.update_ts_recent(now, h, seq);
+        if self.state == State::SynReceived && !self.ack_in_syn_received(now, h, seq, ack, counters)
+        {
+            return;
+        }
+        if !self.on_ack(now, h, seq, ack, payload_len, fin, counters) {
+            return;
+        }
+        if self.fin_acked() && !self.on_fin_acked(now) {
+            return;
+        }
 
-        // RFC 7323 4.3: TS.Recent from a segment that covers Last.ACK.sent.
+        self.on_text(now, seq, segment.payload, fin, counters);
+    }
+
+    /// In SYN-RECEIVED, a SYN at the peer's ISN: the peer's SYN-ACK in a simultaneous
+    /// open, or its SYN again. Returns the sequence number and SYN bit the later checks
+    /// see, or `None` when the segment is done with.
+    fn syn_in_syn_received(&mut self, h: &TcpRepr) -> Option<(SeqNumber, bool)> {
+        let mut seq = SeqNumber(h.seq);
+        let mut syn = h.flags & flags::SYN != 0;
+        let rst = h.flags & flags::RST != 0;
+        let has_ack = h.flags & flags::ACK != 0;
+        let ack = SeqNumber(h.ack);
+        if self.state == State::SynReceived && syn && seq == self.irs && !rst {
+            if has_ack && ack > self.snd_una && ack <= self.snd_max {
+                // Simultaneous open: the peer's SYN-ACK. Its SYN we hold already; its ACK
+                // completes the handshake.
+                seq += 1;
+                syn = false;
+            } else {
+                // The peer's SYN again: our SYN-ACK was lost.
+                self.snd_nxt = self.iss;
+                return None;
+            }
+        }
+        Some((seq, syn))
+    }
+
+    /// A SYN (RFC 9293 3.10.7.4 fourth check, which RFC 5961 4.2 moves ahead of the
+    /// others).
+    fn on_syn(&mut self, now: Instant, h: &TcpRepr, counters: &mut Counters) {
+        if self.state == State::TimeWait {
+            // A new SYN for this four-tuple: RFC 6191 decides.
+            self.time_wait_syn(h, counters, now);
+        } else {
+            // RFC 5961 4.2: "If the SYN bit is set, irrespective of the sequence
+            // number, TCP MUST send an ACK (also referred to as challenge ACK)".
+            self.challenge_ack(now, counters);
+        }
+    }
+
+    /// PAWS (RFC 7323 5.3), before the sequence check, for a segment without RST: false
+    /// if the segment is dropped.
+    fn paws_passes(&mut self, now: Instant, h: &TcpRepr, counters: &mut Counters) -> bool {
+        if !self.opts.timestamps {
+            return true;
+        }
+        match h.options.timestamp {
+            Some((tsval, _))
+                if options::ts_before(tsval, self.ts_recent)
+                    && now - self.ts_recent_at < PAWS_IDLE =>
+            {
+                counters.paws_rejected += 1;
+                self.ack_now = true;
+                false
+            }
+            Some(_) => true,
+            None => {
+                // RFC 7323 3.2: "If a non-<RST> segment is received without a TSopt, a
+                // TCP SHOULD silently drop the segment."
+                counters.bad_options += 1;
+                false
+            }
+        }
+    }
+
+    /// A segment without RST that failed the sequence check (RFC 9293 3.10.7.4 first
+    /// check): dropped, and answered.
+    fn on_unacceptable(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        payload_len: u32,
+        seg_len: u32,
+        fin: bool,
+    ) {
+        if self.state == State::TimeWait && fin && seq + payload_len + 1 == self.rcv_nxt {
+            // The peer's FIN again (our last ACK was lost): ACK, restart 2 MSL.
+            self.enter_time_wait(now);
+        }
+        if payload_len > 0 && seq + payload_len <= self.rcv_nxt && self.opts.sack {
+            // RFC 2883: report the duplicate.
+            self.dsack = Some((seq, seq + payload_len));
+        }
+        // "an acknowledgment should be sent in reply". For segments without data, at
+        // most one per OOW_ACK_INTERVAL, as Linux does: two ends that each find the
+        // other's bare ACKs unacceptable would otherwise answer each other forever.
+        if seg_len > 0
+            || self
+                .last_oow_ack
+                .is_none_or(|at| now - at >= OOW_ACK_INTERVAL)
+        {
+            if seg_len == 0 {
+                self.last_oow_ack = Some(now);
+            }
+            self.ack_now = true;
+        }
+    }
+
+    /// An acceptable RST (RFC 9293 3.10.7.4 second check).
+    fn on_rst(&mut self, now: Instant, seq: SeqNumber, counters: &mut Counters) {
+        // RFC 5961 3.2: reset only on an exact match; in the window, challenge.
+        if seq == self.rcv_nxt {
+            let reason = match self.state {
+                State::Closing | State::LastAck | State::TimeWait => CloseReason::Normal,
+                _ => CloseReason::Reset,
+            };
+            self.close_with(reason);
+        } else {
+            self.challenge_ack(now, counters);
+        }
+    }
+
+    /// RFC 7323 4.3: TS.Recent from a segment that covers Last.ACK.sent.
+    fn update_ts_recent(&mut self, now: Instant, h: &TcpRepr, seq: SeqNumber) {
         if let Some((tsval, _)) = h.options.timestamp.filter(|_| self.opts.timestamps)
             && !options::ts_before(tsval, self.ts_recent)
             && seq <= self.last_ack_sent
@@ -218,51 +280,57 @@ impl Connection {
             self.ts_recent = tsval;
             self.ts_recent_at = now;
         }
+    }
 
-        if self.state == State::SynReceived {
-            if ack <= self.snd_una || ack > self.snd_max {
-                // "If the segment acknowledgment is not acceptable, form a reset segment
-                // <SEQ=SEG.ACK><CTL=RST> and send it."
-                counters.bad_ack += 1;
-                self.rst_pending = Some((ack, None));
-                return;
-            }
-            self.snd_wnd = u32::from(h.window) << self.opts.snd_wscale;
-            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
-            self.snd_wl1 = seq;
-            self.snd_wl2 = ack;
-            self.snd_una = self.iss + 1;
-            self.take_rtt_sample(now, ack);
-            self.timer = Timer::Idle;
-            self.retries = 0;
-            self.establish();
+    /// The ACK in SYN-RECEIVED (RFC 9293 3.10.7.4 fifth check): an ACK of our SYN-ACK
+    /// establishes the connection. False if the segment is dropped.
+    fn ack_in_syn_received(
+        &mut self,
+        now: Instant,
+        h: &TcpRepr,
+        seq: SeqNumber,
+        ack: SeqNumber,
+        counters: &mut Counters,
+    ) -> bool {
+        if ack <= self.snd_una || ack > self.snd_max {
+            // "If the segment acknowledgment is not acceptable, form a reset segment
+            // <SEQ=SEG.ACK><CTL=RST> and send it."
+            counters.bad_ack += 1;
+            self.rst_pending = Some((ack, None));
+            return false;
         }
+        self.snd_wnd = u32::from(h.window) << self.opts.snd_wscale;
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        self.snd_una = self.iss + 1;
+        self.take_rtt_sample(now, ack);
+        self.timer = Timer::Idle;
+        self.retries = 0;
+        self.establish();
+        true
+    }
 
-        if !self.on_ack(now, h, seq, ack, payload_len, fin, counters) {
-            return;
-        }
-
-        // Our FIN acknowledged?
-        if self.fin_acked() {
-            match self.state {
-                State::FinWait1 => {
-                    self.set_state(State::FinWait2);
-                    if self.orphaned {
-                        self.timer = super::Timer::FinWait2 {
-                            at: now + self.config.msl * 2,
-                        };
-                    }
+    /// Our FIN acknowledged (RFC 9293 3.10.7.4 fifth check, FIN-WAIT-1, CLOSING and
+    /// LAST-ACK): false if that closed the connection.
+    fn on_fin_acked(&mut self, now: Instant) -> bool {
+        match self.state {
+            State::FinWait1 => {
+                self.set_state(State::FinWait2);
+                if self.orphaned {
+                    self.timer = super::Timer::FinWait2 {
+                        at: now + self.config.msl * 2,
+                    };
                 }
-                State::Closing => self.enter_time_wait(now),
-                State::LastAck => {
-                    self.close_with(CloseReason::Normal);
-                    return;
-                }
-                _ => {}
             }
+            State::Closing => self.enter_time_wait(now),
+            State::LastAck => {
+                self.close_with(CloseReason::Normal);
+                return false;
+            }
+            _ => {}
         }
-
-        self.on_text(now, seq, segment.payload, fin, counters);
+        true
     }
 
     /// RFC 9293 3.10.7.4's table: is any of the segment inside the receive window? A bare

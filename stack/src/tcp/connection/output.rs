@@ -222,6 +222,7 @@ impl Connection {
         (blocks.iter().flatten().count() + usize::from(self.dsack.is_some())).min(max)
     }
 
+    /// Data and FIN, in loss recovery retransmissions first (RFC 6675 NextSeg).
     fn data(
         &mut self,
         now: Instant,
@@ -243,55 +244,88 @@ impl Connection {
             return None;
         }
         let data_end = self.data_start() + self.send.len() as u32;
-        let cwnd = self.cc.window();
 
         // Fast retransmit, and NewReno's partial ACK: the first unacknowledged segment goes
         // whatever the windows say (RFC 5681 3.2 step 3, RFC 6582 3.2 step 5).
         if std::mem::take(&mut self.rtx_una) && self.snd_una < self.snd_max {
-            let seq = self.snd_una;
-            let len = data_end.since(seq).min(mss);
-            let fin = self.fin_queued && seq + len == data_end;
-            if self.opts.sack {
-                self.scoreboard.high_rxt = self.scoreboard.high_rxt.max(seq + len);
-            }
-            return Some(self.send_range(now, seq, len, fin, payload, Kind::Recovery, counters));
+            return Some(self.first_unacked(now, mss, data_end, payload, counters));
         }
-
-        // SACK loss recovery (RFC 6675 5, step C): send while cwnd - pipe >= 1 SMSS.
         if self.recovery.is_some() && self.opts.sack {
-            let pipe = self
-                .scoreboard
-                .pipe(self.snd_una, self.snd_max, self.eff_mss);
-            if cwnd.saturating_sub(pipe) < self.eff_mss {
-                return None;
-            }
-            // NextSeg rule 1: a lost hole.
-            if let Some((s, e)) = self.scoreboard.next_retransmit(self.snd_una, mss, true) {
-                self.scoreboard.high_rxt = e;
-                let len = e.since(s).min(data_end.since(s));
-                let fin = self.fin_queued && s + len == data_end && e > data_end;
-                return Some(self.send_range(now, s, len, fin, payload, Kind::Recovery, counters));
-            }
-            // Rule 2: new data the peer's window allows.
-            let wnd_end = self.snd_una + self.snd_wnd;
-            let seq = self.snd_nxt;
-            let avail = data_end.since(seq);
-            let len = avail.min(mss).min(wnd_end.since(seq));
-            let fin =
-                self.fin_queued && seq <= data_end && len == avail && wnd_end.since(seq) > len;
-            if (len > 0 && (len == mss || avail == len)) || fin {
-                return Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters));
-            }
-            // Rule 3: a hole not yet deemed lost.
-            if let Some((s, e)) = self.scoreboard.next_retransmit(self.snd_una, mss, false) {
-                self.scoreboard.high_rxt = e;
-                let len = e.since(s).min(data_end.since(s));
-                let fin = self.fin_queued && s + len == data_end && e > data_end;
-                return Some(self.send_range(now, s, len, fin, payload, Kind::Recovery, counters));
-            }
+            return self.sack_recovery(now, mss, data_end, payload, counters);
+        }
+        self.new_data(now, mss, data_end, payload, counters)
+    }
+
+    /// The first unacknowledged segment again.
+    fn first_unacked(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        data_end: SeqNumber,
+        payload: &mut [u8],
+        counters: &mut Counters,
+    ) -> super::Transmit {
+        let seq = self.snd_una;
+        let len = data_end.since(seq).min(mss);
+        let fin = self.fin_queued && seq + len == data_end;
+        if self.opts.sack {
+            self.scoreboard.high_rxt = self.scoreboard.high_rxt.max(seq + len);
+        }
+        self.send_range(now, seq, len, fin, payload, Kind::Recovery, counters)
+    }
+
+    /// SACK loss recovery (RFC 6675 5, step C): send while cwnd - pipe >= 1 SMSS.
+    fn sack_recovery(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        data_end: SeqNumber,
+        payload: &mut [u8],
+        counters: &mut Counters,
+    ) -> Option<super::Transmit> {
+        let cwnd = self.cc.window();
+        let pipe = self
+            .scoreboard
+            .pipe(self.snd_una, self.snd_max, self.eff_mss);
+        if cwnd.saturating_sub(pipe) < self.eff_mss {
             return None;
         }
+        // NextSeg rule 1: a lost hole.
+        if let Some((s, e)) = self.scoreboard.next_retransmit(self.snd_una, mss, true) {
+            self.scoreboard.high_rxt = e;
+            let len = e.since(s).min(data_end.since(s));
+            let fin = self.fin_queued && s + len == data_end && e > data_end;
+            return Some(self.send_range(now, s, len, fin, payload, Kind::Recovery, counters));
+        }
+        // Rule 2: new data the peer's window allows.
+        let wnd_end = self.snd_una + self.snd_wnd;
+        let seq = self.snd_nxt;
+        let avail = data_end.since(seq);
+        let len = avail.min(mss).min(wnd_end.since(seq));
+        let fin = self.fin_queued && seq <= data_end && len == avail && wnd_end.since(seq) > len;
+        if (len > 0 && (len == mss || avail == len)) || fin {
+            return Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters));
+        }
+        // Rule 3: a hole not yet deemed lost.
+        if let Some((s, e)) = self.scoreboard.next_retransmit(self.snd_una, mss, false) {
+            self.scoreboard.high_rxt = e;
+            let len = e.since(s).min(data_end.since(s));
+            let fin = self.fin_queued && s + len == data_end && e > data_end;
+            return Some(self.send_range(now, s, len, fin, payload, Kind::Recovery, counters));
+        }
+        None
+    }
 
+    /// New data (or data again after a timeout rewound `snd_nxt`) and the FIN, as the
+    /// windows, silly window avoidance and Nagle allow.
+    fn new_data(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        data_end: SeqNumber,
+        payload: &mut [u8],
+        counters: &mut Counters,
+    ) -> Option<super::Transmit> {
         let seq = self.snd_nxt;
         let avail = data_end.since(seq);
         // The FIN goes after the last byte, unless this pass already sent it.
@@ -302,7 +336,9 @@ impl Connection {
         let wnd_end = self.snd_una + self.snd_wnd;
         let win_room = wnd_end.since(seq);
         let in_flight = self.snd_nxt.since(self.snd_una);
-        let cwnd_room = cwnd
+        let cwnd_room = self
+            .cc
+            .window()
             .saturating_add(self.inflation)
             .saturating_sub(in_flight);
         let len = avail.min(mss).min(win_room).min(cwnd_room);
