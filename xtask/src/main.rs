@@ -193,6 +193,8 @@ const APT_PACKAGES: &[&str] = &[
     "socat",
     "curl",
     "tcpdump",
+    // Instruction counts per request (valgrind --tool=lackey on stack/examples/request_loop).
+    "valgrind",
     // SVG → PNG for the bench plots.
     "librsvg2-bin",
     // Profiles for the README's performance notes.
