@@ -114,5 +114,32 @@ pub fn render_table(r: &StatsReport) -> String {
             c("drop_queue_full"),
         );
     }
+    render_idle(&mut s, r);
     s
+}
+
+/// Per worker: where its time went on an empty ring, and why the idle policy slept.
+fn render_idle(s: &mut String, r: &StatsReport) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "\n{:>5} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "queue", "spin_s", "sleep_s", "sleeps", "caught", "long_gap", "quiet", "shared"
+    );
+    for q in &r.queues {
+        let c = |k: &str| q.counters.get(k).copied().unwrap_or(0);
+        let secs = |k: &str| c(k) as f64 / 1e9;
+        let _ = writeln!(
+            s,
+            "{:>5} {:>10.3} {:>10.3} {:>8} {:>10} {:>10} {:>10} {:>10}",
+            q.queue,
+            secs("idle_spin_ns"),
+            secs("idle_sleep_ns"),
+            c("idle_waits"),
+            c("spins_caught"),
+            c("sleep_long_gap"),
+            c("sleep_quiet"),
+            c("sleep_shared_core"),
+        );
+    }
 }

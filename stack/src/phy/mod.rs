@@ -5,6 +5,7 @@
 //! and sends new ones into a `FrameSink`. Nothing here knows a protocol above the link.
 
 pub mod capture;
+pub mod idle;
 pub mod impair;
 /// A sink over ordinary memory, for tests and the fuzz targets.
 pub mod testing;

@@ -24,6 +24,7 @@ use crate::{
     phy::{
         FrameHandler,
         capture::{CaptureTap, Direction, TapCache, TappedSink},
+        idle::{Decision, IdleGovernor, RunDelay, SAMPLE_EVERY},
         xsk::{FrameCounts, XskSocket},
     },
     time::{Clock, Instant},
@@ -38,9 +39,9 @@ pub enum IdleStrategy {
     Poll,
     /// Spin without sleeping: lowest latency when the worker has a core to itself.
     Busy,
-    /// Spin up to 50 µs, then poll(); and stop spinning for a second (then try again)
-    /// when fewer than 1 spin in 8 finds a frame, as on a core shared with the peer.
-    /// Spins on a core of its own, sleeps on a shared one. The default.
+    /// Spin while it pays, from what the worker observes (`phy::idle`): the gaps between
+    /// frames, what a wake-up costs, and whether another task waits for its core; sleep
+    /// when traffic stops, when gaps are long, or on a shared core. The default.
     Hybrid,
 }
 
@@ -56,8 +57,20 @@ counter_set! {
         /// New frames refused because the batch's TX budget was spent.
         TxBudgetSpent = "tx_budget_spent",
         TxKicks = "tx_kicks",
+        /// Sleeps in poll() on an empty ring.
         IdleWaits = "idle_waits",
         InvalidDescs = "invalid_descs",
+        /// Time spent spinning on an empty ring, and asleep in poll(), in ns.
+        IdleSpinNs = "idle_spin_ns",
+        IdleSleepNs = "idle_sleep_ns",
+        /// Spins on an empty ring that a frame ended (the spin paid).
+        SpinsCaught = "spins_caught",
+        /// The hybrid policy's sleeps, by reason (`phy::idle::Decision`).
+        SleepLongGap = "sleep_long_gap",
+        SleepQuiet = "sleep_quiet",
+        SleepSharedCore = "sleep_shared_core",
+        /// Run-delay samples that found another task waiting for the worker's core.
+        SharedCoreSeen = "shared_core_seen",
     }
 }
 
@@ -149,58 +162,6 @@ pub struct WorkerConfig {
 const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Busy batches between two publications of the counters.
 const PUBLISH_EVERY: u32 = 64;
-/// How long a hybrid worker spins on an empty ring before it sleeps.
-const HYBRID_SPIN: Duration = Duration::from_micros(50);
-/// Spin phases per verdict on whether spinning pays.
-const HYBRID_CHECK_EVERY: u32 = 64;
-/// Fewer successful spins than this per check: spinning does not pay here. On a core
-/// shared with the peer a spin almost never succeeds (the peer cannot run meanwhile).
-const HYBRID_MIN_SUCCESSES: u32 = 8;
-/// How long spinning stays off once it did not pay.
-const HYBRID_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The hybrid idle strategy's view of whether spinning pays on this core.
-struct SpinGovernor {
-    enabled: bool,
-    phases: u32,
-    successes: u32,
-    disabled_at: std::time::Instant,
-}
-
-impl SpinGovernor {
-    fn new() -> Self {
-        Self {
-            enabled: true,
-            phases: 0,
-            successes: 0,
-            disabled_at: std::time::Instant::now(),
-        }
-    }
-
-    fn may_spin(&mut self) -> bool {
-        if !self.enabled && self.disabled_at.elapsed() > HYBRID_BACKOFF {
-            self.enabled = true;
-            self.phases = 0;
-            self.successes = 0;
-        }
-        self.enabled
-    }
-
-    /// One spin phase ended: it found a frame (`success`) or gave up and slept.
-    fn phase_done(&mut self, success: bool) {
-        self.phases += 1;
-        self.successes += u32::from(success);
-        if self.phases >= HYBRID_CHECK_EVERY {
-            if self.successes < HYBRID_MIN_SUCCESSES {
-                self.enabled = false;
-                self.disabled_at = std::time::Instant::now();
-            }
-            self.phases = 0;
-            self.successes = 0;
-        }
-    }
-}
-
 /// Starts a worker on `socket` with `handler`; returns its thread and what it publishes.
 pub fn spawn<H: FrameHandler + 'static>(
     socket: XskSocket,
@@ -233,8 +194,11 @@ pub fn spawn<H: FrameHandler + 'static>(
                 tap_cache: TapCache::default(),
                 rings: Counters::default(),
                 unpublished: 0,
-                governor: SpinGovernor::new(),
-                spinning_since: None,
+                governor: IdleGovernor::new(),
+                run_delay: RunDelay::for_current_thread(),
+                idle_since: None,
+                spin_started: None,
+                last_sample: now,
                 spins: 0,
                 now,
             }
@@ -255,8 +219,14 @@ struct RunLoop<H> {
     rings: Counters<RingCounter>,
     /// Busy batches since the counters were last published.
     unpublished: u32,
-    governor: SpinGovernor,
-    spinning_since: Option<Instant>,
+    governor: IdleGovernor,
+    run_delay: RunDelay,
+    /// When the ring went empty (the gap being measured).
+    idle_since: Option<Instant>,
+    /// When the current spin on an empty ring began.
+    spin_started: Option<Instant>,
+    /// When the run delay was last sampled.
+    last_sample: Instant,
     spins: u32,
     now: Instant,
 }
@@ -339,8 +309,12 @@ impl<H: FrameHandler> RunLoop<H> {
     #[inline]
     fn after_busy_batch(&mut self) {
         self.now = self.clock.now();
-        if self.spinning_since.take().is_some() {
-            self.governor.phase_done(true);
+        if let Some(since) = self.idle_since.take() {
+            self.governor.on_arrival(self.now, Some(since));
+            if let Some(started) = self.spin_started.take() {
+                self.end_spin(started);
+                self.rings.bump(RingCounter::SpinsCaught);
+            }
         }
         // Publishing reads two kernel ring indices and writes 20 words: not per batch under
         // load (measured 1.8% of cycles), but at least every 64.
@@ -358,13 +332,17 @@ impl<H: FrameHandler> RunLoop<H> {
         if self.spins.is_multiple_of(16) {
             self.now = self.clock.now();
         }
-        let sleep = self.should_sleep();
+        self.idle_since.get_or_insert(self.now);
+        let started = *self.spin_started.get_or_insert(self.now);
+        let sleep = self.should_sleep(started);
         if self.unpublished > 0 || sleep {
             self.publish();
         }
         if sleep && !self.socket.has_pending_tx() && !self.handler.wants_poll(self.now) {
             self.rings.bump(RingCounter::IdleWaits);
             let now_real = self.clock.now();
+            self.spin_started = None;
+            self.end_spin(started);
             let wait = self
                 .handler
                 .next_deadline()
@@ -374,30 +352,48 @@ impl<H: FrameHandler> RunLoop<H> {
                 drain_eventfd(fd);
             }
             self.now = self.clock.now();
+            let slept = (self.now - now_real).as_nanos() as u64;
+            self.rings.add(RingCounter::IdleSleepNs, slept);
         } else {
             self.socket.kick_rx();
             std::hint::spin_loop();
         }
     }
 
-    /// The idle strategy's answer for an empty ring: sleep (true) or spin on.
+    /// The idle strategy's answer for an empty ring, spun on since `started`: sleep (true)
+    /// or spin on.
     #[inline]
-    fn should_sleep(&mut self) -> bool {
+    fn should_sleep(&mut self, started: Instant) -> bool {
         match self.config.idle {
             IdleStrategy::Poll => true,
             IdleStrategy::Busy => false,
-            IdleStrategy::Hybrid if self.governor.may_spin() => {
-                let since = *self.spinning_since.get_or_insert(self.now);
-                if self.now - since < HYBRID_SPIN {
-                    false
-                } else {
-                    self.spinning_since = None;
-                    self.governor.phase_done(false);
-                    true
+            IdleStrategy::Hybrid => {
+                if self.now - self.last_sample >= SAMPLE_EVERY {
+                    self.last_sample = self.now;
+                    if let Some(delay) = self.run_delay.read()
+                        && self.governor.on_run_delay(self.now, delay)
+                    {
+                        self.rings.bump(RingCounter::SharedCoreSeen);
+                    }
                 }
+                let reason = match self.governor.decide(self.now, self.now - started) {
+                    Decision::Spin => return false,
+                    Decision::SleepLongGap => RingCounter::SleepLongGap,
+                    Decision::SleepQuiet => RingCounter::SleepQuiet,
+                    Decision::SleepSharedCore => RingCounter::SleepSharedCore,
+                };
+                self.rings.bump(reason);
+                true
             }
-            IdleStrategy::Hybrid => true,
         }
+    }
+
+    /// A spin on an empty ring that began at `started` ended now (a frame, or a sleep).
+    #[inline]
+    fn end_spin(&mut self, started: Instant) {
+        let spun = (self.now - started).as_nanos() as u64;
+        self.rings.add(RingCounter::IdleSpinNs, spun);
+        self.governor.end_spin();
     }
 
     fn publish(&mut self) {
