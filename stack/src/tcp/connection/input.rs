@@ -650,6 +650,10 @@ impl Connection {
             && f >= self.rcv_nxt
         {
             self.peer_fin = Some(f);
+            if f > self.rcv_nxt {
+                // RFC 5681 4.2: an out-of-order segment, a bare FIN too, is ACKed at once.
+                self.ack_now = true;
+            }
         }
         if self.peer_fin == Some(self.rcv_nxt) {
             self.peer_fin = None;

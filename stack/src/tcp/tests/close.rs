@@ -433,3 +433,27 @@ fn rst_in_every_synchronized_state_closes_it() {
         h.recv_nothing();
     }
 }
+
+/// Defect 7: an out-of-order bare FIN is ACKed at once (RFC 5681 4.2), telling the peer
+/// where the hole is.
+#[test]
+fn out_of_order_bare_fin_is_acked_at_once() {
+    let mut h = established(config());
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS + 1 + 3,
+            flags: FIN,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv1(RECV);
+    h.expect_state(State::Established);
+    h.send(SEND, b"abc");
+    h.expect_state(State::CloseWait);
+    h.recv1(TcpRepr {
+        ack: REMOTE_ISS + 1 + 4,
+        window: 65535 - 4,
+        ..RECV
+    });
+}
