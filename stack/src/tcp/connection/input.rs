@@ -449,6 +449,13 @@ impl Connection {
                 self.events |= EV_WRITABLE;
             }
             self.snd_una = ack;
+            if self.recovery.is_none() && self.snd_una > self.recover {
+                // RFC 6582's `recover` follows SND.UNA outside recovery (as Linux's
+                // `high_seq` does in effect): left behind, it would fall 2^31 behind
+                // after 2 GiB without a loss, seem ahead in wrapping arithmetic and hold
+                // off every fast retransmit for the next 2 GiB.
+                self.recover = self.snd_una;
+            }
             self.snd_nxt = self.snd_nxt.max(ack);
             self.probe_outstanding = false;
             self.scoreboard.advance(ack);

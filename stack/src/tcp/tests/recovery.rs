@@ -268,3 +268,48 @@ fn dsack_received_is_counted_not_taken_as_loss() {
     assert_eq!(h.counters.dsack_received, 3);
     assert_eq!(h.counters.fast_retransmits, 0);
 }
+
+/// Defect 2: `recover` follows SND.UNA outside recovery. Once more than 2 GiB had been
+/// acknowledged without a loss, a `recover` left at the ISN sat "ahead" of SND.UNA in
+/// wrapping arithmetic and no fast retransmit could start. A unit test rather than a
+/// simulation: 60 000-byte segments, one per ACK, take SND.UNA past 2^31 in about 36 000
+/// steps; the simulator would need ~3.6 million segments for 5 GiB.
+#[test]
+fn fast_retransmit_works_after_2_gib_without_a_loss() {
+    const MSS: usize = 60_000;
+    let mut h = established(TcpConfig {
+        mss: MSS as u16,
+        send_buffer: 1 << 20,
+        ..reno(false)
+    });
+    let chunk = vec![0x5au8; MSS];
+    let mut buf = vec![0u8; MSS];
+    let mut acked: u64 = 0;
+    while acked < (1 << 31) + (1 << 24) {
+        assert_eq!(h.c.write(&chunk), MSS);
+        let t =
+            h.c.poll_transmit(h.now, &mut buf, &mut h.counters)
+                .expect("a full segment");
+        assert_eq!(t.payload_len, MSS);
+        acked += MSS as u64;
+        h.send(
+            TcpRepr {
+                ack: (u64::from(LOCAL_ISS) + 1 + acked) as u32,
+                ..SEND
+            },
+            b"",
+        );
+    }
+    assert_eq!(h.counters.timeouts + h.counters.retransmits, 0);
+    let una = (u64::from(LOCAL_ISS) + 1 + acked) as u32;
+    // Three 1500-byte segments (the harness's room), the first lost: three duplicates.
+    h.c.write(&chunk[..4500]);
+    assert_eq!(h.poll().len(), 3);
+    for _ in 0..3 {
+        h.send(TcpRepr { ack: una, ..SEND }, b"");
+    }
+    let out = h.poll();
+    assert_eq!(h.counters.fast_retransmits, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.seq, una);
+}
