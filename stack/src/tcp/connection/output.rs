@@ -10,6 +10,10 @@ use crate::{
     wire::tcp::{TcpOptions, TcpRepr, flags},
 };
 
+/// Linux's effective `tcp_orphan_retries` ("8 corresponds to >100 seconds with minimal
+/// RTO of 200msec", tcp_timer.c): unanswered zero-window probes an orphan gets.
+const ORPHAN_RETRIES: u32 = 8;
+
 /// How a range of sequence space goes out.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -367,13 +371,29 @@ impl Connection {
     }
 
     fn arm_persist(&mut self, now: Instant) {
+        self.timer = Timer::Persist {
+            at: now + self.persist_interval(),
+        };
+    }
+
+    /// The zero-window probe interval: the RTO doubled per probe sent, at most `max_rto`.
+    fn persist_interval(&self) -> std::time::Duration {
         let shift = self.persist_backoff.min(16);
-        let interval = self
-            .rtt
+        self.rtt
             .rto()
             .saturating_mul(1 << shift)
-            .min(self.config.max_rto);
-        self.timer = Timer::Persist { at: now + interval };
+            .min(self.config.max_rto)
+    }
+
+    /// An orphan (closed by the application, FIN-WAIT-1, CLOSING or LAST-ACK with data or
+    /// FIN unsent behind a zero window) is given up as Linux gives it up
+    /// (`tcp_probe_timer`, `tcp_orphan_retries` with the sysctl at its default 0): once
+    /// the backed-off probe interval has reached the maximum RTO the orphan is "not
+    /// alive" and aborted however the peer answers; before that, after
+    /// ORPHAN_RETRIES probes in a row unanswered. Otherwise any ACK would keep it, its
+    /// send buffer and its table entry, forever.
+    fn orphan_given_up(&self) -> bool {
+        self.persist_interval() >= self.config.max_rto || self.retries >= ORPHAN_RETRIES
     }
 
     /// RFC 9293 3.8.6.1: with the window closed, one octet past it, repeatedly, with
@@ -397,6 +417,12 @@ impl Connection {
             || (fin_acked && !has_data)
         {
             return None;
+        }
+        if self.orphaned && self.orphan_given_up() {
+            counters.orphan_probes_exhausted += 1;
+            self.rst_pending = Some((self.snd_max, Some(self.rcv_nxt)));
+            self.close_with(super::CloseReason::TimedOut);
+            return self.next_segment(now, payload, counters);
         }
         self.retries += 1;
         if self.retries > self.config.max_retransmits {

@@ -480,3 +480,34 @@ fn sequence_numbers_wrap() {
     assert_eq!(h.read_all(), b"abcdef");
     assert_eq!(h.c.info().send_queued, 0);
 }
+
+/// Any ACK answers a zero-window probe: a peer that keeps answering with its window
+/// closed is probed on past `max_retransmits` (Linux resets `icsk_probes_out` on every
+/// ACK); only unanswered probes count towards giving up.
+#[test]
+fn answered_zero_window_probes_go_on_past_the_retry_limit() {
+    let mut cfg = config();
+    cfg.max_retransmits = 2;
+    let mut h = established(cfg);
+    h.send(TcpRepr { window: 0, ..SEND }, b"");
+    h.c.write(b"hello");
+    h.recv_nothing();
+    for _ in 0..6 {
+        h.fire();
+        h.recv(&[(RECV, &b"h"[..])]);
+        h.send(TcpRepr { window: 0, ..SEND }, b"");
+        h.expect_state(State::Established);
+    }
+    // Silence: two more probes, then the third time a RST.
+    for _ in 0..2 {
+        h.fire();
+        h.recv(&[(RECV, &b"h"[..])]);
+    }
+    h.fire();
+    h.recv1(TcpRepr {
+        flags: flags::RST | flags::ACK,
+        window: 0,
+        ..RECV
+    });
+    assert_eq!(h.events(), vec![Event::Closed(CloseReason::TimedOut)]);
+}
