@@ -349,10 +349,7 @@ impl Connection {
         // A FIN takes a unit of the window like a byte does.
         let fin = fin_pending && len == avail && win_room > len;
         if len == 0 && !fin {
-            if win_room == 0 && in_flight == 0 && self.timer == Timer::Idle {
-                self.arm_persist(now);
-            }
-            return None;
+            return self.hold(now);
         }
         if len < mss && len < avail {
             // Sender silly window avoidance (RFC 9293 3.8.6.2.1): a short segment only
@@ -360,13 +357,58 @@ impl Connection {
             // congestion window short of a segment waits for ACKs.
             let window_limited = len == win_room && len < cwnd_room;
             if !(window_limited && len >= self.max_snd_wnd / 2) {
-                return None;
+                return self.hold(now);
             }
         }
         if len < mss && len == avail && !self.fin_queued && self.config.nagle && in_flight > 0 {
             // Nagle (RFC 9293 3.7.4): one small segment unacknowledged at a time.
             return None;
         }
+        Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters))
+    }
+
+    /// Data (or a FIN) is queued but may not go now. With nothing in flight no ACK will
+    /// come to release it, so a timer must run: the zero-window probe timer, which for
+    /// a window that is open but too small to send into is RFC 9293 3.8.6.2.1's override
+    /// timeout (Linux arms its probe timer whenever data is queued and nothing is in
+    /// flight). A lost window update then cannot stall the connection.
+    fn hold(&mut self, now: Instant) -> Option<super::Transmit> {
+        if self.snd_max == self.snd_una && self.timer == Timer::Idle {
+            self.arm_persist(now);
+        }
+        None
+    }
+
+    /// The override timeout fired with the window open but below what silly window
+    /// avoidance sends into, nothing in flight: send what the window takes (as Linux's
+    /// `tcp_write_wakeup`).
+    fn override_send(
+        &mut self,
+        now: Instant,
+        payload: &mut [u8],
+        counters: &mut Counters,
+    ) -> Option<super::Transmit> {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) || self.snd_max != self.snd_una
+        {
+            return None;
+        }
+        let data_end = self.data_start() + self.send.len() as u32;
+        let seq = self.snd_nxt;
+        let avail = data_end.since(seq);
+        let len = avail
+            .min(self.segment_room(payload.len()))
+            .min(self.snd_wnd);
+        if len == 0 {
+            return None;
+        }
+        let fin = self.fin_queued && len == avail && self.snd_wnd > len;
         Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters))
     }
 
@@ -397,13 +439,17 @@ impl Connection {
     }
 
     /// RFC 9293 3.8.6.1: with the window closed, one octet past it, repeatedly, with
-    /// backoff; the FIN if no data is left.
+    /// backoff; the FIN if no data is left. With the window open, the override timeout's
+    /// segment.
     fn persist_probe(
         &mut self,
         now: Instant,
         payload: &mut [u8],
         counters: &mut Counters,
     ) -> Option<super::Transmit> {
+        if self.snd_wnd != 0 {
+            return self.override_send(now, payload, counters);
+        }
         let data_end = self.data_start() + self.send.len() as u32;
         let seq = self.snd_una;
         let has_data = data_end > seq;

@@ -511,3 +511,24 @@ fn answered_zero_window_probes_go_on_past_the_retry_limit() {
     });
     assert_eq!(h.events(), vec![Event::Closed(CloseReason::TimedOut)]);
 }
+
+/// Defect 5: a small window (below the MSS and half the largest window offered) with
+/// nothing in flight arms the override timer (RFC 9293 3.8.6.2.1), which sends what the
+/// window takes: a lost window update cannot stall the connection.
+#[test]
+fn small_window_with_nothing_in_flight_arms_the_override_timer() {
+    let mut h = established(config());
+    h.send(
+        TcpRepr {
+            window: 500,
+            ..SEND
+        },
+        b"",
+    );
+    h.c.write(&[9; 2000]);
+    h.recv_nothing();
+    assert_eq!(h.fire(), ms(200));
+    h.recv(&[(RECV, &[9; 500][..])]);
+    // Then the retransmission timer runs.
+    assert_eq!(h.c.poll_timeout(), Some(h.now + ms(200)));
+}
