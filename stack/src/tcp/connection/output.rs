@@ -360,11 +360,26 @@ impl Connection {
                 return self.hold(now);
             }
         }
-        if len < mss && len == avail && !self.fin_queued && self.config.nagle && in_flight > 0 {
-            // Nagle (RFC 9293 3.7.4): one small segment unacknowledged at a time.
+        if len < mss
+            && len == avail
+            && !self.fin_queued
+            && self.config.nagle
+            && self.small_unacked()
+        {
+            // Nagle (RFC 9293 3.7.4) in Minshall's variant, as Linux: one small segment
+            // unacknowledged at a time, but a full-sized one in flight does not hold the
+            // tail of a write back (which a delayed ACK would cost >= 40 ms).
             return None;
         }
+        if len < mss {
+            self.snd_sml = seq + len;
+        }
         Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters))
+    }
+
+    /// Is a segment shorter than a full one unacknowledged (Linux `tcp_minshall_check`)?
+    fn small_unacked(&self) -> bool {
+        self.snd_sml > self.snd_una && self.snd_sml <= self.snd_max
     }
 
     /// Data (or a FIN) is queued but may not go now. With nothing in flight no ACK will

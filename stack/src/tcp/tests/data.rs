@@ -532,3 +532,50 @@ fn small_window_with_nothing_in_flight_arms_the_override_timer() {
     // Then the retransmission timer runs.
     assert_eq!(h.c.poll_timeout(), Some(h.now + ms(200)));
 }
+
+/// Defect 6: Minshall's Nagle. With the unacknowledged segment full-sized, the tail of a
+/// write goes at once; a small segment then holds the next small one.
+#[test]
+fn nagle_sends_the_tail_when_the_unacked_segment_is_full_sized() {
+    let mut cfg = config();
+    cfg.nagle = true;
+    let mut h = established(cfg);
+    let data = bytes(0, 1500);
+    h.c.write(&data);
+    h.recv(&[
+        (RECV, &data[..1000]),
+        (
+            TcpRepr {
+                seq: LOCAL_ISS + 1001,
+                flags: PSH,
+                ..RECV
+            },
+            &data[1000..],
+        ),
+    ]);
+    h.c.write(b"x");
+    h.recv_nothing();
+    h.send(
+        TcpRepr {
+            ack: LOCAL_ISS + 1001,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv_nothing();
+    h.send(
+        TcpRepr {
+            ack: LOCAL_ISS + 1501,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv(&[(
+        TcpRepr {
+            seq: LOCAL_ISS + 1501,
+            flags: PSH,
+            ..RECV
+        },
+        b"x",
+    )]);
+}
