@@ -438,6 +438,7 @@ impl Connection {
         let newly_sacked = self.on_sack_blocks(h, ack, counters);
 
         if ack > self.snd_una {
+            let partial_ack = self.recovery.is_some_and(|point| ack < point);
             let acked = ack.since(self.snd_una);
             let data_start = self.data_start();
             let data_acked = (ack.since(data_start) as usize).min(self.send.len());
@@ -468,8 +469,9 @@ impl Connection {
                 if matches!(self.timer, Timer::Retransmit { .. }) {
                     self.timer = Timer::Idle;
                 }
-            } else {
-                // RFC 6298 5.3.
+            } else if !partial_ack || self.opts.sack {
+                // RFC 6298 5.3. A NewReno partial ACK restarts it only the first time
+                // (RFC 6582 3.2 step 5, the impatient variant; see `on_new_ack`).
                 self.restart_retransmit(now);
             }
             self.on_new_ack(now, ack, acked, newly_sacked);
@@ -560,6 +562,10 @@ impl Connection {
                     if acked >= self.eff_mss {
                         self.inflation = self.inflation.saturating_add(self.eff_mss);
                     }
+                    // "For the first partial ACK that arrives during fast recovery, also
+                    // reset the retransmit timer" (the impatient variant): later partial
+                    // ACKs leave it, so many losses in one window fall back on the
+                    // timeout instead of repairing one segment per RTT.
                     if std::mem::take(&mut self.first_partial_ack) {
                         self.restart_retransmit(now);
                     }

@@ -313,3 +313,28 @@ fn fast_retransmit_works_after_2_gib_without_a_loss() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0.seq, una);
 }
+
+/// RFC 6582 3.2 step 5, the impatient variant: the first partial ACK restarts the
+/// retransmission timer, later ones do not, so a window with many losses falls back on
+/// the timeout instead of repairing one segment per RTT.
+#[test]
+fn newreno_restarts_the_timer_on_the_first_partial_ack_only() {
+    let mut h = established(reno(false));
+    let data = bytes(0, 10_000);
+    h.c.write(&data);
+    h.poll();
+    h.at(ms(10));
+    for _ in 0..3 {
+        h.send(ack(0), b"");
+    }
+    h.recv(&[seg(&data, 0)]);
+    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(200)));
+    h.at(ms(50));
+    h.send(ack(3000), b"");
+    h.recv(&[seg(&data, 3000)]);
+    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(250)));
+    h.at(ms(100));
+    h.send(ack(5000), b"");
+    h.recv(&[seg(&data, 5000)]);
+    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(250)));
+}
