@@ -365,9 +365,13 @@ impl Connection {
             (0, 0) => seq == self.rcv_nxt,
             (0, _) => seq.in_window(self.rcv_nxt, wnd + 1),
             (_, 0) => false,
+            // RFC 9293's two tests (first or last octet in the window) miss a segment
+            // holding the whole window, from before RCV.NXT to past its right edge; it
+            // overlaps the window as much as a segment can, and is taken (trimmed).
             (_, _) => {
                 seq.in_window(self.rcv_nxt, wnd)
                     || (seq + (seg_len - 1)).in_window(self.rcv_nxt, wnd)
+                    || self.rcv_nxt.in_window(seq, seg_len)
             }
         }
     }

@@ -579,3 +579,22 @@ fn nagle_sends_the_tail_when_the_unacked_segment_is_full_sized() {
         b"x",
     )]);
 }
+
+/// RFC 9293 3.10.7.4: a segment that starts before RCV.NXT and ends past the window
+/// holds the whole window and is acceptable; its middle is taken.
+#[test]
+fn a_segment_spanning_the_whole_window_is_taken() {
+    let mut cfg = config();
+    cfg.recv_buffer = 3000;
+    let mut h = established(cfg);
+    let data = bytes(0, 3020);
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS + 1 - 10,
+            ..SEND
+        },
+        &data,
+    );
+    assert_eq!(h.counters.out_of_window, 0);
+    assert_eq!(h.read_all(), &data[10..3010]);
+}
