@@ -193,9 +193,7 @@ impl Connection {
         let promised = self.rcv_adv.since(self.rcv_nxt);
         let open = self.advertisable_window();
         let step = (self.recv.limit() / 2).min(usize::from(self.config.mss)) as u32;
-        let win = if open >= promised.saturating_add(step)
-            || (open > promised && promised == 0 && open >= step)
-        {
+        let win = if open >= promised.saturating_add(step) {
             open
         } else {
             promised
