@@ -66,4 +66,7 @@ counters! {
     /// Segments for a listener that were neither SYN nor a valid cookie ACK, answered
     /// with RST.
     listen_rst,
+    /// Orphaned connections (closed by the application) given up while probing a zero
+    /// window (Linux `tcp_orphan_retries`): closed as TimedOut, with a RST.
+    orphan_probes_exhausted,
 }

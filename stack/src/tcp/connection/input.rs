@@ -119,13 +119,14 @@ impl Connection {
             return;
         }
 
-        if !rst && !self.paws_passes(now, h, counters) {
-            return;
-        }
-
         let payload_len = segment.payload.len().min(u32::MAX as usize / 2) as u32;
         let fin = h.flags & flags::FIN != 0;
         let seg_len = payload_len + u32::from(syn) + u32::from(fin);
+
+        if !rst && !self.paws_passes(now, h, seg_len, counters) {
+            return;
+        }
+
         if !self.acceptable(seq, seg_len) {
             counters.out_of_window += 1;
             if rst {
@@ -147,7 +148,6 @@ impl Connection {
             // "if the ACK bit is off, drop the segment and return".
             return;
         }
-        self.update_ts_recent(now, h, seq);
         if self.state == State::SynReceived && !self.ack_in_syn_received(now, h, seq, ack, counters)
         {
             return;
@@ -200,8 +200,15 @@ impl Connection {
     }
 
     /// PAWS (RFC 7323 5.3), before the sequence check, for a segment without RST: false
-    /// if the segment is dropped.
-    fn paws_passes(&mut self, now: Instant, h: &TcpRepr, counters: &mut Counters) -> bool {
+    /// if the segment is dropped. The ACK answering a reject is rate-limited as for a
+    /// segment outside the window (`oow_answer`).
+    fn paws_passes(
+        &mut self,
+        now: Instant,
+        h: &TcpRepr,
+        seg_len: u32,
+        counters: &mut Counters,
+    ) -> bool {
         if !self.opts.timestamps {
             return true;
         }
@@ -211,7 +218,9 @@ impl Connection {
                     && now - self.ts_recent_at < PAWS_IDLE =>
             {
                 counters.paws_rejected += 1;
-                self.ack_now = true;
+                if self.oow_answer(now, seg_len) {
+                    self.ack_now = true;
+                }
                 false
             }
             Some(_) => true,
@@ -242,19 +251,31 @@ impl Connection {
             // RFC 2883: report the duplicate.
             self.dsack = Some((seq, seq + payload_len));
         }
-        // "an acknowledgment should be sent in reply". For segments without data, at
-        // most one per OOW_ACK_INTERVAL, as Linux does: two ends that each find the
-        // other's bare ACKs unacceptable would otherwise answer each other forever.
-        if seg_len > 0
-            || self
-                .last_oow_ack
-                .is_none_or(|at| now - at >= OOW_ACK_INTERVAL)
-        {
-            if seg_len == 0 {
-                self.last_oow_ack = Some(now);
-            }
+        // "an acknowledgment should be sent in reply".
+        if self.oow_answer(now, seg_len) {
             self.ack_now = true;
         }
+    }
+
+    /// May a segment dropped by PAWS or the sequence test (or a SYN repeated in
+    /// SYN-RECEIVED) be answered now? One limiter per connection for all of them, as
+    /// Linux's `tcp_oow_rate_limited`: a segment occupying sequence space (data, FIN)
+    /// always; a bare one at most once per OOW_ACK_INTERVAL (`tcp_invalid_ratelimit`),
+    /// since two ends that each find the other's bare ACKs unacceptable would otherwise
+    /// answer each other forever, and a poisoned or stale peer would get an ACK per
+    /// segment.
+    fn oow_answer(&mut self, now: Instant, seg_len: u32) -> bool {
+        if seg_len > 0 {
+            return true;
+        }
+        if self
+            .last_oow_ack
+            .is_some_and(|at| now - at < OOW_ACK_INTERVAL)
+        {
+            return false;
+        }
+        self.last_oow_ack = Some(now);
+        true
     }
 
     /// An acceptable RST (RFC 9293 3.10.7.4 second check).
@@ -271,7 +292,9 @@ impl Connection {
         }
     }
 
-    /// RFC 7323 4.3: TS.Recent from a segment that covers Last.ACK.sent.
+    /// RFC 7323 4.3: TS.Recent from a segment that covers Last.ACK.sent; called once the
+    /// ACK is found acceptable (RFC 5961 5.2 first, as Linux's `tcp_ack` with
+    /// `FLAG_UPDATE_TS_RECENT`), so a blind segment with a bogus ACK cannot poison it.
     fn update_ts_recent(&mut self, now: Instant, h: &TcpRepr, seq: SeqNumber) {
         if let Some((tsval, _)) = h.options.timestamp.filter(|_| self.opts.timestamps)
             && !options::ts_before(tsval, self.ts_recent)
@@ -342,9 +365,13 @@ impl Connection {
             (0, 0) => seq == self.rcv_nxt,
             (0, _) => seq.in_window(self.rcv_nxt, wnd + 1),
             (_, 0) => false,
+            // RFC 9293's two tests (first or last octet in the window) miss a segment
+            // holding the whole window, from before RCV.NXT to past its right edge; it
+            // overlaps the window as much as a segment can, and is taken (trimmed).
             (_, _) => {
                 seq.in_window(self.rcv_nxt, wnd)
                     || (seq + (seg_len - 1)).in_window(self.rcv_nxt, wnd)
+                    || self.rcv_nxt.in_window(seq, seg_len)
             }
         }
     }
@@ -402,6 +429,7 @@ impl Connection {
             self.challenge_ack(now, counters);
             return false;
         }
+        self.update_ts_recent(now, h, seq);
         if ack > self.snd_max {
             // The peer took a zero-window probe's byte.
             self.snd_max = ack;
@@ -414,6 +442,7 @@ impl Connection {
         let newly_sacked = self.on_sack_blocks(h, ack, counters);
 
         if ack > self.snd_una {
+            let partial_ack = self.recovery.is_some_and(|point| ack < point);
             let acked = ack.since(self.snd_una);
             let data_start = self.data_start();
             let data_acked = (ack.since(data_start) as usize).min(self.send.len());
@@ -425,6 +454,13 @@ impl Connection {
                 self.events |= EV_WRITABLE;
             }
             self.snd_una = ack;
+            if self.recovery.is_none() && self.snd_una > self.recover {
+                // RFC 6582's `recover` follows SND.UNA outside recovery (as Linux's
+                // `high_seq` does in effect): left behind, it would fall 2^31 behind
+                // after 2 GiB without a loss, seem ahead in wrapping arithmetic and hold
+                // off every fast retransmit for the next 2 GiB.
+                self.recover = self.snd_una;
+            }
             self.snd_nxt = self.snd_nxt.max(ack);
             self.probe_outstanding = false;
             self.scoreboard.advance(ack);
@@ -437,8 +473,9 @@ impl Connection {
                 if matches!(self.timer, Timer::Retransmit { .. }) {
                     self.timer = Timer::Idle;
                 }
-            } else {
-                // RFC 6298 5.3.
+            } else if !partial_ack || self.opts.sack {
+                // RFC 6298 5.3. A NewReno partial ACK restarts it only the first time
+                // (RFC 6582 3.2 step 5, the impatient variant; see `on_new_ack`).
                 self.restart_retransmit(now);
             }
             self.on_new_ack(now, ack, acked, newly_sacked);
@@ -529,6 +566,10 @@ impl Connection {
                     if acked >= self.eff_mss {
                         self.inflation = self.inflation.saturating_add(self.eff_mss);
                     }
+                    // "For the first partial ACK that arrives during fast recovery, also
+                    // reset the retransmit timer" (the impatient variant): later partial
+                    // ACKs leave it, so many losses in one window fall back on the
+                    // timeout instead of repairing one segment per RTT.
                     if std::mem::take(&mut self.first_partial_ack) {
                         self.restart_retransmit(now);
                     }
@@ -650,6 +691,10 @@ impl Connection {
             && f >= self.rcv_nxt
         {
             self.peer_fin = Some(f);
+            if f > self.rcv_nxt {
+                // RFC 5681 4.2: an out-of-order segment, a bare FIN too, is ACKed at once.
+                self.ack_now = true;
+            }
         }
         if self.peer_fin == Some(self.rcv_nxt) {
             self.peer_fin = None;

@@ -61,6 +61,9 @@ pub struct Connection {
     send: SendBuffer,
     /// `shutdown` or `close` asked for a FIN after the queued bytes.
     fin_queued: bool,
+    /// The end of the last segment of new data sent shorter than a full one (Linux's
+    /// `snd_sml`): Minshall's Nagle waits only while it is unacknowledged.
+    snd_sml: SeqNumber,
     /// `close` was called: nothing more will be read, data arriving is answered by RST.
     orphaned: bool,
     /// The peer acknowledged our FIN.
@@ -154,6 +157,7 @@ impl Connection {
             snd_wl2: isn,
             send: SendBuffer::new(config.send_buffer),
             fin_queued: false,
+            snd_sml: isn,
             orphaned: false,
             fin_was_acked: false,
             irs: SeqNumber(0),

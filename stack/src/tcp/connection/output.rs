@@ -10,6 +10,10 @@ use crate::{
     wire::tcp::{TcpOptions, TcpRepr, flags},
 };
 
+/// Linux's effective `tcp_orphan_retries` ("8 corresponds to >100 seconds with minimal
+/// RTO of 200msec", tcp_timer.c): unanswered zero-window probes an orphan gets.
+const ORPHAN_RETRIES: u32 = 8;
+
 /// How a range of sequence space goes out.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -189,9 +193,7 @@ impl Connection {
         let promised = self.rcv_adv.since(self.rcv_nxt);
         let open = self.advertisable_window();
         let step = (self.recv.limit() / 2).min(usize::from(self.config.mss)) as u32;
-        let win = if open >= promised.saturating_add(step)
-            || (open > promised && promised == 0 && open >= step)
-        {
+        let win = if open >= promised.saturating_add(step) {
             open
         } else {
             promised
@@ -345,10 +347,7 @@ impl Connection {
         // A FIN takes a unit of the window like a byte does.
         let fin = fin_pending && len == avail && win_room > len;
         if len == 0 && !fin {
-            if win_room == 0 && in_flight == 0 && self.timer == Timer::Idle {
-                self.arm_persist(now);
-            }
-            return None;
+            return self.hold(now);
         }
         if len < mss && len < avail {
             // Sender silly window avoidance (RFC 9293 3.8.6.2.1): a short segment only
@@ -356,34 +355,114 @@ impl Connection {
             // congestion window short of a segment waits for ACKs.
             let window_limited = len == win_room && len < cwnd_room;
             if !(window_limited && len >= self.max_snd_wnd / 2) {
-                return None;
+                return self.hold(now);
             }
         }
-        if len < mss && len == avail && !self.fin_queued && self.config.nagle && in_flight > 0 {
-            // Nagle (RFC 9293 3.7.4): one small segment unacknowledged at a time.
+        if len < mss
+            && len == avail
+            && !self.fin_queued
+            && self.config.nagle
+            && self.small_unacked()
+        {
+            // Nagle (RFC 9293 3.7.4) in Minshall's variant, as Linux: one small segment
+            // unacknowledged at a time, but a full-sized one in flight does not hold the
+            // tail of a write back (which a delayed ACK would cost >= 40 ms).
             return None;
+        }
+        if len < mss {
+            self.snd_sml = seq + len;
         }
         Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters))
     }
 
+    /// Is a segment shorter than a full one unacknowledged (Linux `tcp_minshall_check`)?
+    fn small_unacked(&self) -> bool {
+        self.snd_sml > self.snd_una && self.snd_sml <= self.snd_max
+    }
+
+    /// Data (or a FIN) is queued but may not go now. With nothing in flight no ACK will
+    /// come to release it, so a timer must run: the zero-window probe timer, which for
+    /// a window that is open but too small to send into is RFC 9293 3.8.6.2.1's override
+    /// timeout (Linux arms its probe timer whenever data is queued and nothing is in
+    /// flight). A lost window update then cannot stall the connection.
+    fn hold(&mut self, now: Instant) -> Option<super::Transmit> {
+        if self.snd_max == self.snd_una && self.timer == Timer::Idle {
+            self.arm_persist(now);
+        }
+        None
+    }
+
+    /// The override timeout fired with the window open but below what silly window
+    /// avoidance sends into, nothing in flight: send what the window takes (as Linux's
+    /// `tcp_write_wakeup`).
+    fn override_send(
+        &mut self,
+        now: Instant,
+        payload: &mut [u8],
+        counters: &mut Counters,
+    ) -> Option<super::Transmit> {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) || self.snd_max != self.snd_una
+        {
+            return None;
+        }
+        let data_end = self.data_start() + self.send.len() as u32;
+        let seq = self.snd_nxt;
+        let avail = data_end.since(seq);
+        let len = avail
+            .min(self.segment_room(payload.len()))
+            .min(self.snd_wnd);
+        if len == 0 {
+            return None;
+        }
+        let fin = self.fin_queued && len == avail && self.snd_wnd > len;
+        Some(self.send_range(now, seq, len, fin, payload, Kind::Normal, counters))
+    }
+
     fn arm_persist(&mut self, now: Instant) {
+        self.timer = Timer::Persist {
+            at: now + self.persist_interval(),
+        };
+    }
+
+    /// The zero-window probe interval: the RTO doubled per probe sent, at most `max_rto`.
+    fn persist_interval(&self) -> std::time::Duration {
         let shift = self.persist_backoff.min(16);
-        let interval = self
-            .rtt
+        self.rtt
             .rto()
             .saturating_mul(1 << shift)
-            .min(self.config.max_rto);
-        self.timer = Timer::Persist { at: now + interval };
+            .min(self.config.max_rto)
+    }
+
+    /// An orphan (closed by the application, FIN-WAIT-1, CLOSING or LAST-ACK with data or
+    /// FIN unsent behind a zero window) is given up as Linux gives it up
+    /// (`tcp_probe_timer`, `tcp_orphan_retries` with the sysctl at its default 0): once
+    /// the backed-off probe interval has reached the maximum RTO the orphan is "not
+    /// alive" and aborted however the peer answers; before that, after
+    /// ORPHAN_RETRIES probes in a row unanswered. Otherwise any ACK would keep it, its
+    /// send buffer and its table entry, forever.
+    fn orphan_given_up(&self) -> bool {
+        self.persist_interval() >= self.config.max_rto || self.retries >= ORPHAN_RETRIES
     }
 
     /// RFC 9293 3.8.6.1: with the window closed, one octet past it, repeatedly, with
-    /// backoff; the FIN if no data is left.
+    /// backoff; the FIN if no data is left. With the window open, the override timeout's
+    /// segment.
     fn persist_probe(
         &mut self,
         now: Instant,
         payload: &mut [u8],
         counters: &mut Counters,
     ) -> Option<super::Transmit> {
+        if self.snd_wnd != 0 {
+            return self.override_send(now, payload, counters);
+        }
         let data_end = self.data_start() + self.send.len() as u32;
         let seq = self.snd_una;
         let has_data = data_end > seq;
@@ -397,6 +476,12 @@ impl Connection {
             || (fin_acked && !has_data)
         {
             return None;
+        }
+        if self.orphaned && self.orphan_given_up() {
+            counters.orphan_probes_exhausted += 1;
+            self.rst_pending = Some((self.snd_max, Some(self.rcv_nxt)));
+            self.close_with(super::CloseReason::TimedOut);
+            return self.next_segment(now, payload, counters);
         }
         self.retries += 1;
         if self.retries > self.config.max_retransmits {

@@ -433,3 +433,59 @@ fn rst_in_every_synchronized_state_closes_it() {
         h.recv_nothing();
     }
 }
+
+/// Defect 7: an out-of-order bare FIN is ACKed at once (RFC 5681 4.2), telling the peer
+/// where the hole is.
+#[test]
+fn out_of_order_bare_fin_is_acked_at_once() {
+    let mut h = established(config());
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS + 1 + 3,
+            flags: FIN,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv1(RECV);
+    h.expect_state(State::Established);
+    h.send(SEND, b"abc");
+    h.expect_state(State::CloseWait);
+    h.recv1(TcpRepr {
+        ack: REMOTE_ISS + 1 + 4,
+        window: 65535 - 4,
+        ..RECV
+    });
+}
+
+/// Defect 3: an orphan (closed by the application) facing a zero window that the peer
+/// keeps answering is given up as Linux gives it up (tcp_timer.c `tcp_probe_timer` with
+/// `tcp_orphan_retries` at its default 0: once the backed-off probe interval reaches the
+/// maximum RTO the orphan is "not alive" and aborted; before that, 8 unanswered probes).
+#[test]
+fn orphan_facing_a_zero_window_is_given_up() {
+    let mut h = established(config());
+    h.send(TcpRepr { window: 0, ..SEND }, b"");
+    h.c.write(b"stuck");
+    h.c.close();
+    h.expect_state(State::FinWait1);
+    h.recv_nothing();
+    let mut probes = 0;
+    loop {
+        h.fire();
+        let out = h.poll();
+        assert_eq!(out.len(), 1);
+        if out[0].0.flags & flags::RST != 0 {
+            break;
+        }
+        probes += 1;
+        assert!(probes < 100, "probing forever");
+        // The peer answers every probe, its window still closed.
+        h.send(TcpRepr { window: 0, ..SEND }, b"");
+    }
+    // Intervals 200 ms doubling: the ninth probe's backoff reaches the 60 s maximum.
+    assert_eq!(probes, 9);
+    h.expect_state(State::Closed);
+    assert_eq!(h.events(), vec![Event::Closed(CloseReason::TimedOut)]);
+    assert_eq!(h.counters.orphan_probes_exhausted, 1);
+}

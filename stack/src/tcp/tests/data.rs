@@ -480,3 +480,121 @@ fn sequence_numbers_wrap() {
     assert_eq!(h.read_all(), b"abcdef");
     assert_eq!(h.c.info().send_queued, 0);
 }
+
+/// Any ACK answers a zero-window probe: a peer that keeps answering with its window
+/// closed is probed on past `max_retransmits` (Linux resets `icsk_probes_out` on every
+/// ACK); only unanswered probes count towards giving up.
+#[test]
+fn answered_zero_window_probes_go_on_past_the_retry_limit() {
+    let mut cfg = config();
+    cfg.max_retransmits = 2;
+    let mut h = established(cfg);
+    h.send(TcpRepr { window: 0, ..SEND }, b"");
+    h.c.write(b"hello");
+    h.recv_nothing();
+    for _ in 0..6 {
+        h.fire();
+        h.recv(&[(RECV, &b"h"[..])]);
+        h.send(TcpRepr { window: 0, ..SEND }, b"");
+        h.expect_state(State::Established);
+    }
+    // Silence: two more probes, then the third time a RST.
+    for _ in 0..2 {
+        h.fire();
+        h.recv(&[(RECV, &b"h"[..])]);
+    }
+    h.fire();
+    h.recv1(TcpRepr {
+        flags: flags::RST | flags::ACK,
+        window: 0,
+        ..RECV
+    });
+    assert_eq!(h.events(), vec![Event::Closed(CloseReason::TimedOut)]);
+}
+
+/// Defect 5: a small window (below the MSS and half the largest window offered) with
+/// nothing in flight arms the override timer (RFC 9293 3.8.6.2.1), which sends what the
+/// window takes: a lost window update cannot stall the connection.
+#[test]
+fn small_window_with_nothing_in_flight_arms_the_override_timer() {
+    let mut h = established(config());
+    h.send(
+        TcpRepr {
+            window: 500,
+            ..SEND
+        },
+        b"",
+    );
+    h.c.write(&[9; 2000]);
+    h.recv_nothing();
+    assert_eq!(h.fire(), ms(200));
+    h.recv(&[(RECV, &[9; 500][..])]);
+    // Then the retransmission timer runs.
+    assert_eq!(h.c.poll_timeout(), Some(h.now + ms(200)));
+}
+
+/// Defect 6: Minshall's Nagle. With the unacknowledged segment full-sized, the tail of a
+/// write goes at once; a small segment then holds the next small one.
+#[test]
+fn nagle_sends_the_tail_when_the_unacked_segment_is_full_sized() {
+    let mut cfg = config();
+    cfg.nagle = true;
+    let mut h = established(cfg);
+    let data = bytes(0, 1500);
+    h.c.write(&data);
+    h.recv(&[
+        (RECV, &data[..1000]),
+        (
+            TcpRepr {
+                seq: LOCAL_ISS + 1001,
+                flags: PSH,
+                ..RECV
+            },
+            &data[1000..],
+        ),
+    ]);
+    h.c.write(b"x");
+    h.recv_nothing();
+    h.send(
+        TcpRepr {
+            ack: LOCAL_ISS + 1001,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv_nothing();
+    h.send(
+        TcpRepr {
+            ack: LOCAL_ISS + 1501,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv(&[(
+        TcpRepr {
+            seq: LOCAL_ISS + 1501,
+            flags: PSH,
+            ..RECV
+        },
+        b"x",
+    )]);
+}
+
+/// RFC 9293 3.10.7.4: a segment that starts before RCV.NXT and ends past the window
+/// holds the whole window and is acceptable; its middle is taken.
+#[test]
+fn a_segment_spanning_the_whole_window_is_taken() {
+    let mut cfg = config();
+    cfg.recv_buffer = 3000;
+    let mut h = established(cfg);
+    let data = bytes(0, 3020);
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS + 1 - 10,
+            ..SEND
+        },
+        &data,
+    );
+    assert_eq!(h.counters.out_of_window, 0);
+    assert_eq!(h.read_all(), &data[10..3010]);
+}

@@ -349,3 +349,67 @@ fn options_negotiate_to_what_both_offer() {
     );
     assert_eq!(h.c.info().snd_wnd, 8000);
 }
+
+/// RFC 9293 3.10.7.3: in SYN-SENT, SEG.ACK =< ISS is unacceptable, SEG.ACK = ISS included.
+#[test]
+fn syn_sent_ack_of_iss_gets_rst() {
+    let mut h = connect(&config());
+    h.poll();
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS,
+            ack: LOCAL_ISS,
+            flags: flags::SYN | flags::ACK,
+            ..SEND
+        },
+        b"",
+    );
+    h.expect_state(State::SynSent);
+    h.recv1(TcpRepr {
+        seq: LOCAL_ISS,
+        ack: 0,
+        flags: flags::RST,
+        window: 0,
+        ..RECV
+    });
+    assert_eq!(h.counters.bad_ack, 1);
+}
+
+/// RFC 9293 3.10.7.4: in SYN-RECEIVED an ACK is acceptable if SND.UNA < SEG.ACK =<
+/// SND.NXT; SEG.ACK = SND.UNA (= ISS) is not.
+#[test]
+fn syn_received_ack_of_snd_una_gets_rst() {
+    let syn = TcpRepr {
+        seq: REMOTE_ISS,
+        ack: 0,
+        flags: flags::SYN,
+        ..SEND
+    };
+    let mut h = Harness::new(Connection::accept_syn(
+        &config(),
+        endpoints(),
+        &Segment {
+            header: syn,
+            payload: b"",
+        },
+        SeqNumber(LOCAL_ISS),
+        Instant::ZERO,
+    ));
+    h.poll();
+    h.send(
+        TcpRepr {
+            ack: LOCAL_ISS,
+            ..SEND
+        },
+        b"",
+    );
+    h.recv1(TcpRepr {
+        seq: LOCAL_ISS,
+        ack: 0,
+        flags: flags::RST,
+        window: 0,
+        ..RECV
+    });
+    h.expect_state(State::SynReceived);
+    assert_eq!(h.counters.bad_ack, 1);
+}

@@ -395,3 +395,70 @@ fn arbitrary_segments_in_every_state_do_not_panic() {
         }
     }
 }
+
+/// Defect 4 (packetdrill ts_recent/invalid_ack.pkt): an in-window segment whose ACK is
+/// unacceptable does not move TS.Recent, so a blind attacker cannot make every later
+/// genuine segment fail PAWS.
+#[test]
+fn timestamp_of_a_segment_with_a_bad_ack_is_not_recorded() {
+    let mut h = established(ts_config());
+    h.send(
+        TcpRepr {
+            ack: LOCAL_ISS + 1 + 5000,
+            ..ts(PEER_TS + 1_000_000)
+        },
+        b"",
+    );
+    assert_eq!(h.counters.bad_ack, 1);
+    let got = h.poll();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.options.timestamp.unwrap().1, PEER_TS);
+    h.send(ts(PEER_TS + 1), b"data");
+    assert_eq!(h.counters.paws_rejected, 0);
+    assert_eq!(h.c.readable(), 4);
+}
+
+/// Bare segments PAWS rejects are answered through the same limiter as those outside the
+/// window (Linux `tcp_oow_rate_limited`, `tcp_invalid_ratelimit` 500 ms).
+#[test]
+fn paws_rejects_and_out_of_window_acks_share_one_rate_limit() {
+    let mut h = established(ts_config());
+    let old = ts(PEER_TS - 1);
+    h.send(old, b"");
+    assert_eq!(h.poll().len(), 1);
+    h.send(old, b"");
+    assert_eq!(h.poll().len(), 0);
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS - 10,
+            ..ts(PEER_TS)
+        },
+        b"",
+    );
+    assert_eq!(h.poll().len(), 0);
+    assert_eq!((h.counters.paws_rejected, h.counters.out_of_window), (2, 1));
+    h.at(ms(500));
+    h.send(old, b"");
+    assert_eq!(h.poll().len(), 1);
+}
+
+/// RFC 7323 4.3: TS.Recent is taken only from a segment at or below Last.ACK.sent; an
+/// out-of-order segment's newer TSval is not.
+#[test]
+fn timestamp_of_a_segment_beyond_last_ack_sent_is_not_recorded() {
+    let mut h = established(ts_config());
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS + 1 + 100,
+            ..ts(PEER_TS + 50)
+        },
+        b"later",
+    );
+    let got = h.poll();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.options.timestamp.unwrap().1, PEER_TS);
+    h.send(ts(PEER_TS + 10), &[0; 100]);
+    let got = h.poll();
+    assert_eq!(got[0].0.options.timestamp.unwrap().1, PEER_TS + 10);
+    assert_eq!(h.c.readable(), 105);
+}

@@ -268,3 +268,73 @@ fn dsack_received_is_counted_not_taken_as_loss() {
     assert_eq!(h.counters.dsack_received, 3);
     assert_eq!(h.counters.fast_retransmits, 0);
 }
+
+/// Defect 2: `recover` follows SND.UNA outside recovery. Once more than 2 GiB had been
+/// acknowledged without a loss, a `recover` left at the ISN sat "ahead" of SND.UNA in
+/// wrapping arithmetic and no fast retransmit could start. A unit test rather than a
+/// simulation: 60 000-byte segments, one per ACK, take SND.UNA past 2^31 in about 36 000
+/// steps; the simulator would need ~3.6 million segments for 5 GiB.
+#[test]
+fn fast_retransmit_works_after_2_gib_without_a_loss() {
+    const MSS: usize = 60_000;
+    let mut h = established(TcpConfig {
+        mss: MSS as u16,
+        send_buffer: 1 << 20,
+        ..reno(false)
+    });
+    let chunk = vec![0x5au8; MSS];
+    let mut buf = vec![0u8; MSS];
+    let mut acked: u64 = 0;
+    while acked < (1 << 31) + (1 << 24) {
+        assert_eq!(h.c.write(&chunk), MSS);
+        let t =
+            h.c.poll_transmit(h.now, &mut buf, &mut h.counters)
+                .expect("a full segment");
+        assert_eq!(t.payload_len, MSS);
+        acked += MSS as u64;
+        h.send(
+            TcpRepr {
+                ack: (u64::from(LOCAL_ISS) + 1 + acked) as u32,
+                ..SEND
+            },
+            b"",
+        );
+    }
+    assert_eq!(h.counters.timeouts + h.counters.retransmits, 0);
+    let una = (u64::from(LOCAL_ISS) + 1 + acked) as u32;
+    // Three 1500-byte segments (the harness's room), the first lost: three duplicates.
+    h.c.write(&chunk[..4500]);
+    assert_eq!(h.poll().len(), 3);
+    for _ in 0..3 {
+        h.send(TcpRepr { ack: una, ..SEND }, b"");
+    }
+    let out = h.poll();
+    assert_eq!(h.counters.fast_retransmits, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.seq, una);
+}
+
+/// RFC 6582 3.2 step 5, the impatient variant: the first partial ACK restarts the
+/// retransmission timer, later ones do not, so a window with many losses falls back on
+/// the timeout instead of repairing one segment per RTT.
+#[test]
+fn newreno_restarts_the_timer_on_the_first_partial_ack_only() {
+    let mut h = established(reno(false));
+    let data = bytes(0, 10_000);
+    h.c.write(&data);
+    h.poll();
+    h.at(ms(10));
+    for _ in 0..3 {
+        h.send(ack(0), b"");
+    }
+    h.recv(&[seg(&data, 0)]);
+    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(200)));
+    h.at(ms(50));
+    h.send(ack(3000), b"");
+    h.recv(&[seg(&data, 3000)]);
+    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(250)));
+    h.at(ms(100));
+    h.send(ack(5000), b"");
+    h.recv(&[seg(&data, 5000)]);
+    assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(250)));
+}
