@@ -442,43 +442,7 @@ impl Connection {
         let newly_sacked = self.on_sack_blocks(h, ack, counters);
 
         if ack > self.snd_una {
-            let partial_ack = self.recovery.is_some_and(|point| ack < point);
-            let acked = ack.since(self.snd_una);
-            let data_start = self.data_start();
-            let data_acked = (ack.since(data_start) as usize).min(self.send.len());
-            if self.fin_seq().is_some_and(|f| ack > f) {
-                self.fin_was_acked = true;
-            }
-            self.send.consume(data_acked);
-            if data_acked > 0 && self.writable() > 0 {
-                self.events |= EV_WRITABLE;
-            }
-            self.snd_una = ack;
-            if self.recovery.is_none() && self.snd_una > self.recover {
-                // RFC 6582's `recover` follows SND.UNA outside recovery (as Linux's
-                // `high_seq` does in effect): left behind, it would fall 2^31 behind
-                // after 2 GiB without a loss, seem ahead in wrapping arithmetic and hold
-                // off every fast retransmit for the next 2 GiB.
-                self.recover = self.snd_una;
-            }
-            self.snd_nxt = self.snd_nxt.max(ack);
-            self.probe_outstanding = false;
-            self.scoreboard.advance(ack);
-            self.retries = 0;
-            self.persist_backoff = 0;
-            // Karn's rule: only a segment sent once times a sample, and only a sample
-            // ends the backoff (RFC 6298 5.7's "collapse").
-            self.take_rtt_sample(now, ack);
-            if self.snd_una == self.snd_max {
-                if matches!(self.timer, Timer::Retransmit { .. }) {
-                    self.timer = Timer::Idle;
-                }
-            } else if !partial_ack || self.opts.sack {
-                // RFC 6298 5.3. A NewReno partial ACK restarts it only the first time
-                // (RFC 6582 3.2 step 5, the impatient variant; see `on_new_ack`).
-                self.restart_retransmit(now);
-            }
-            self.on_new_ack(now, ack, acked, newly_sacked);
+            self.on_ack_of_new_data(now, ack, newly_sacked);
         } else if ack == self.snd_una {
             // RFC 5681 2's duplicate ACK: data outstanding, nothing new in the segment,
             // the same window (RFC 6675 also counts an ACK that SACKs new data).
@@ -493,6 +457,55 @@ impl Connection {
             }
         }
 
+        self.update_send_window(seq, ack, window);
+        true
+    }
+
+    /// An ACK of new data (RFC 9293 3.10.7.4 fifth check, "SND.UNA < SEG.ACK =< SND.NXT"):
+    /// the send buffer, SND.UNA, `recover`, the RTT sample, the retransmission timer, and
+    /// congestion control.
+    fn on_ack_of_new_data(&mut self, now: Instant, ack: SeqNumber, newly_sacked: u32) {
+        let partial_ack = self.recovery.is_some_and(|point| ack < point);
+        let acked = ack.since(self.snd_una);
+        let data_start = self.data_start();
+        let data_acked = (ack.since(data_start) as usize).min(self.send.len());
+        if self.fin_seq().is_some_and(|f| ack > f) {
+            self.fin_was_acked = true;
+        }
+        self.send.consume(data_acked);
+        if data_acked > 0 && self.writable() > 0 {
+            self.events |= EV_WRITABLE;
+        }
+        self.snd_una = ack;
+        if self.recovery.is_none() && self.snd_una > self.recover {
+            // RFC 6582's `recover` follows SND.UNA outside recovery (as Linux's
+            // `high_seq` does in effect): left behind, it would fall 2^31 behind
+            // after 2 GiB without a loss, seem ahead in wrapping arithmetic and hold
+            // off every fast retransmit for the next 2 GiB.
+            self.recover = self.snd_una;
+        }
+        self.snd_nxt = self.snd_nxt.max(ack);
+        self.probe_outstanding = false;
+        self.scoreboard.advance(ack);
+        self.retries = 0;
+        self.persist_backoff = 0;
+        // Karn's rule: only a segment sent once times a sample, and only a sample
+        // ends the backoff (RFC 6298 5.7's "collapse").
+        self.take_rtt_sample(now, ack);
+        if self.snd_una == self.snd_max {
+            if matches!(self.timer, Timer::Retransmit { .. }) {
+                self.timer = Timer::Idle;
+            }
+        } else if !partial_ack || self.opts.sack {
+            // RFC 6298 5.3. A NewReno partial ACK restarts it only the first time
+            // (RFC 6582 3.2 step 5, the impatient variant; see `on_new_ack`).
+            self.restart_retransmit(now);
+        }
+        self.on_new_ack(now, ack, acked, newly_sacked);
+    }
+
+    /// The send window from the newest segment only (RFC 9293 3.10.7.4: SND.WL1/SND.WL2).
+    fn update_send_window(&mut self, seq: SeqNumber, ack: SeqNumber, window: u32) {
         // Window update (RFC 9293 3.10.7.4): from the newest segment only.
         if ack >= self.snd_una
             && (self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack))
@@ -510,7 +523,6 @@ impl Connection {
                 }
             }
         }
-        true
     }
 
     /// SACK blocks (RFC 2018) into the scoreboard; D-SACKs (RFC 2883 4) counted. Returns
