@@ -56,7 +56,8 @@ counters! {
     recv_buffer_full,
     /// A SYN answered with a cookie instead of a SYN-RECEIVED connection.
     syn_queue_full,
-    /// A SYN or final ACK dropped because the accept queue was full.
+    /// A SYN or cookie ACK dropped, or a handshake just completed reset, because the
+    /// owner's accept queue was full.
     accept_queue_full,
     /// Dropped: a segment missing the timestamp both sides agreed on, or with flags that
     /// make no sense (SYN with RST).

@@ -1,16 +1,15 @@
 //! A listening socket (RFC 9293 3.10.1 passive OPEN, 3.10.7.2 LISTEN): SYNs become
 //! connections in SYN-RECEIVED while the SYN queue (half-open connections, bounded by the
-//! backlog) has room, and stateless SYN cookies (RFC 4987 3.6) when it has none; finished
-//! handshakes join an accept queue of `Endpoints`, bounded by the backlog too, until the
-//! owner takes them (`accept`) or drops them (`forget`).
+//! backlog) has room, and stateless SYN cookies (RFC 4987 3.6) when it has none.
 //!
-//! The listener owns no connection: it hands each new one to the worker, which keeps it
-//! in its own four-tuple table. The worker reports back when a connection it got in
-//! SYN-RECEIVED becomes established or dies, so the SYN queue's count stays true; it gives
-//! each established connection to the application at once and `forget`s it here, so in
-//! fastpath the accept queue stays empty between segments and only the tests `accept`.
+//! The listener owns no connection: it hands each new one to its owner, which keeps it in
+//! its own table and reports back when a connection it got in SYN-RECEIVED becomes
+//! established or dies, so the SYN queue's count stays true. The accept queue is the
+//! owner's, not the listener's (state kept once): the owner says whether it is full with
+//! each segment, and while it is, SYNs and cookie ACKs are dropped and counted, as Linux
+//! does (the application is behind; the client will retry).
 
-use std::{collections::VecDeque, net::SocketAddr};
+use std::net::SocketAddr;
 
 use crate::{
     tcp::{
@@ -36,7 +35,7 @@ pub enum ListenerAction {
     Reply(Transmit),
     /// A new connection for the worker's table. In SYN-RECEIVED (its SYN-ACK comes out of
     /// `poll_transmit`; report its fate with `on_established` / `on_half_open_closed`), or
-    /// ESTABLISHED from a valid cookie (already in the accept queue).
+    /// ESTABLISHED from a valid cookie (the owner queues it for the application at once).
     NewConnection(Connection),
 }
 
@@ -47,14 +46,13 @@ pub struct Listener {
     backlog: usize,
     keys: IsnKeys,
     half_open: usize,
-    accept_queue: VecDeque<Endpoints>,
     /// Cookies are checked only while some may be outstanding (Linux's "recent
     /// overflow"): otherwise a stray ACK gets a RST without a hash.
     last_cookie: Option<Instant>,
 }
 
 impl Listener {
-    /// A listener on `local`; `backlog` bounds both the SYN queue and the accept queue.
+    /// A listener on `local`; `backlog` bounds the SYN queue.
     pub fn new(config: TcpConfig, local: SocketAddr, backlog: usize, keys: IsnKeys) -> Listener {
         Listener {
             config,
@@ -62,7 +60,6 @@ impl Listener {
             backlog: backlog.max(1),
             keys,
             half_open: 0,
-            accept_queue: VecDeque::new(),
             last_cookie: None,
         }
     }
@@ -77,12 +74,13 @@ impl Listener {
     }
 
     /// A segment for this listener from `endpoints.remote`, where no connection exists for
-    /// the four-tuple.
+    /// the four-tuple; `accept_full`: the owner's accept queue has no room.
     pub fn handle_segment(
         &mut self,
         now: Instant,
         endpoints: Endpoints,
         segment: &Segment<'_>,
+        accept_full: bool,
         counters: &mut Counters,
     ) -> ListenerAction {
         counters.segments_in += 1;
@@ -97,6 +95,10 @@ impl Listener {
                 let peer_isn = SeqNumber(h.seq.wrapping_sub(1));
                 let cookie = SeqNumber(h.ack.wrapping_sub(1));
                 match isn::check_syn_cookie(&self.keys, &endpoints, peer_isn, cookie, now) {
+                    Some(_) if accept_full => {
+                        counters.accept_queue_full += 1;
+                        return ListenerAction::Ignore;
+                    }
                     Some(params) => {
                         return self.cookie_connection(now, endpoints, segment, params, counters);
                     }
@@ -118,7 +120,7 @@ impl Listener {
             counters.bad_options += 1;
             return ListenerAction::Ignore;
         }
-        if self.accept_queue.len() >= self.backlog {
+        if accept_full {
             // Linux drops SYNs while the accept queue is full: the application is behind,
             // and the client will retry.
             counters.accept_queue_full += 1;
@@ -197,10 +199,6 @@ impl Listener {
         params: CookieParams,
         counters: &mut Counters,
     ) -> ListenerAction {
-        if self.accept_queue.len() >= self.backlog {
-            counters.accept_queue_full += 1;
-            return ListenerAction::Ignore;
-        }
         counters.syn_cookies_valid += 1;
         let ts_offset = isn::ts_offset(&self.keys, &endpoints);
         let c = Connection::from_cookie(
@@ -212,37 +210,19 @@ impl Listener {
             now,
             counters,
         );
-        self.accept_queue.push_back(endpoints);
         ListenerAction::NewConnection(c)
     }
 
     /// A connection this listener handed out in SYN-RECEIVED reported `Event::Connected`:
-    /// it leaves the SYN queue for the accept queue. `false` if the accept queue is full:
-    /// the worker should then `abort` it.
-    pub fn on_established(&mut self, endpoints: Endpoints, counters: &mut Counters) -> bool {
+    /// it leaves the SYN queue (for the owner's accept queue).
+    pub fn on_established(&mut self, _endpoints: Endpoints) {
         self.half_open = self.half_open.saturating_sub(1);
-        if self.accept_queue.len() >= self.backlog {
-            counters.accept_queue_full += 1;
-            return false;
-        }
-        self.accept_queue.push_back(endpoints);
-        true
     }
 
     /// A connection handed out in SYN-RECEIVED closed before it was established (a RST,
     /// SYN-ACK retries ran out).
     pub fn on_half_open_closed(&mut self, _endpoints: Endpoints) {
         self.half_open = self.half_open.saturating_sub(1);
-    }
-
-    /// The next established connection, by four-tuple (look it up in the worker's table).
-    pub fn accept(&mut self) -> Option<Endpoints> {
-        self.accept_queue.pop_front()
-    }
-
-    /// Forgets a queued connection that closed before `accept` took it.
-    pub fn forget(&mut self, endpoints: Endpoints) {
-        self.accept_queue.retain(|e| *e != endpoints);
     }
 }
 

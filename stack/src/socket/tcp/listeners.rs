@@ -42,10 +42,16 @@ impl TcpEngine {
             local: SocketAddr::V4(addrs.src),
             remote: SocketAddr::V4(addrs.dst),
         };
-        let action =
-            self.listeners[index]
-                .state
-                .handle_segment(now, endpoints, segment, &mut self.core);
+        // The one accept queue is the socket's (a thread's `tcp_accept` takes from it); a
+        // listener served on the workers hands each connection to its application at once.
+        let accept_full = socket.accepted.as_ref().is_some_and(|q| q.is_full());
+        let action = self.listeners[index].state.handle_segment(
+            now,
+            endpoints,
+            segment,
+            accept_full,
+            &mut self.core,
+        );
         match action {
             ListenerAction::Ignore => {}
             ListenerAction::Reply(t) => {
@@ -99,8 +105,8 @@ impl TcpEngine {
         tx: &mut dyn FrameSink,
     ) {
         let endpoints = conn.endpoints();
-        // A cookie's connection is established already, and in the accept queue: the
-        // application on the worker takes it now.
+        // A cookie's connection is established already: it goes to the application (or the
+        // accept queue) at once, and never was in the listener's SYN queue.
         let established = conn.state() == State::Established;
         let worker = self.worker;
         let api = socket.handler.is_none();
@@ -112,12 +118,11 @@ impl TcpEngine {
             listener: (!established).then_some(listener),
             ..slot
         });
-        if let Some(l) = self.listeners.iter_mut().find(|l| l.number == listener) {
-            if established {
-                l.state.forget(endpoints);
-            } else if opened.is_none() {
-                l.state.on_half_open_closed(endpoints);
-            }
+        if !established
+            && opened.is_none()
+            && let Some(l) = self.listeners.iter_mut().find(|l| l.number == listener)
+        {
+            l.state.on_half_open_closed(endpoints);
         }
         if let Some((at, _)) = opened {
             self.settle(now, at, timers, tx);

@@ -135,18 +135,15 @@ fn deliver_events(
                     if queue.push(number).is_ok() {
                         l.signal.notify();
                     } else {
+                        // Filled since its SYN was taken: reset, as Linux does.
+                        core.accept_queue_full += 1;
                         conn.abort();
                     }
                 }
                 if let Some(number) = slot.listener.take()
                     && let Some(l) = listeners.iter_mut().find(|l| l.number == number)
                 {
-                    let endpoints = conn.endpoints();
-                    if l.state.on_established(endpoints, core) {
-                        l.state.forget(endpoints);
-                    } else {
-                        conn.abort();
-                    }
+                    l.state.on_established(conn.endpoints());
                 }
             }
             Event::Closed(_) => {

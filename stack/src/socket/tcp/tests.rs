@@ -343,3 +343,43 @@ fn time_wait_beyond_the_cap_is_freed_at_once() {
         "only the two in TIME-WAIT keep a timer"
     );
 }
+
+/// One accept queue, the socket's: while it is full a SYN is dropped and counted (Linux's
+/// behaviour), and once a thread took the waiting connection the next SYN is answered.
+/// Before, the listener kept a second queue that the engine emptied at once, so
+/// `accept_queue_full` never counted and a SYN was answered into a queue with no room.
+#[test]
+fn a_full_accept_queue_drops_syns_and_counts_them() {
+    let stack = Stack::detached(1);
+    let listener = stack
+        .tcp_listen_queued(format!("0.0.0.0:{PORT}").parse().unwrap(), 16, 1)
+        .unwrap();
+    let mut demux = Demux::new(stack.host().clone(), 0);
+    let now = Instant::from_secs(1);
+    let handshake = |demux: &mut Demux, port: u16| {
+        let out = deliver(demux, now, client_frame_from(port, PORT, flags::SYN, 100, 0, b""));
+        let (syn_ack, _) = server_segment_to(&out[0], port);
+        let ack = client_frame_from(port, PORT, flags::ACK, 101, syn_ack.seq + 1, b"");
+        deliver(demux, now, ack);
+    };
+    handshake(&mut demux, 40001);
+    assert_eq!(demux.tcp().core_counters().accept_queue_full, 0);
+    let out = deliver(
+        &mut demux,
+        now,
+        client_frame_from(40002, PORT, flags::SYN, 100, 0, b""),
+    );
+    assert!(out.is_empty(), "no SYN-ACK while the accept queue is full");
+    assert_eq!(demux.tcp().core_counters().accept_queue_full, 1);
+    let accepted = stack
+        .tcp_accept(listener, std::time::Duration::ZERO)
+        .expect("the first connection waits in the queue");
+    let out = deliver(
+        &mut demux,
+        now,
+        client_frame_from(40002, PORT, flags::SYN, 100, 0, b""),
+    );
+    let (syn_ack, _) = server_segment_to(&out[0], 40002);
+    assert_eq!(syn_ack.flags, flags::SYN | flags::ACK);
+    let _ = accepted;
+}

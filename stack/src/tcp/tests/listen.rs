@@ -55,6 +55,7 @@ fn handle(
             header,
             payload: b"",
         },
+        false,
         counters,
     )
 }
@@ -92,10 +93,12 @@ fn passive_open_through_the_backlog_to_accept() {
         b"",
     );
     assert_eq!(h.events()[0], Event::Connected);
-    assert!(l.on_established(h.c.endpoints(), &mut counters));
-    assert_eq!(l.half_open(), 0);
-    assert_eq!(l.accept(), Some(from_port(1111)));
-    assert_eq!(l.accept(), None);
+    l.on_established(h.c.endpoints());
+    assert_eq!(
+        l.half_open(),
+        0,
+        "it left the SYN queue for the owner's accept queue"
+    );
 }
 
 #[test]
@@ -149,6 +152,7 @@ fn syn_cookies_when_the_syn_queue_is_full() {
     assert_eq!(rst.header.flags, flags::RST);
     assert_eq!(counters.syn_cookies_invalid, 1);
     // The real ACK, a minute later: established with what the cookie kept.
+    let half_open = l.half_open();
     let later = now + Duration::from_secs(60);
     let ListenerAction::NewConnection(c) = handle(
         &mut l,
@@ -170,8 +174,11 @@ fn syn_cookies_when_the_syn_queue_is_full() {
     assert!(info.sack);
     assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 5));
     assert_eq!(info.snd_wnd, 100 << 7);
-    // Already in the accept queue.
-    assert_eq!(l.accept(), Some(from_port(2222)));
+    assert_eq!(
+        l.half_open(),
+        half_open,
+        "a cookie's connection never was half-open"
+    );
     let mut h = Harness::new(c);
     h.now = later;
     h.c.write(b"hi");
@@ -230,22 +237,29 @@ fn stray_segments_at_a_listener() {
 }
 
 #[test]
-fn full_accept_queue_drops_syns() {
+fn full_accept_queue_drops_syns_and_cookie_acks() {
     let mut l = listener(1);
     let mut counters = Counters::default();
     let now = Instant::ZERO;
-    let ListenerAction::NewConnection(c) =
-        handle(&mut l, now, 1111, syn(1111, NO_OPTS), &mut counters)
-    else {
-        panic!();
+    let full = |l: &mut Listener, port, seg, counters: &mut Counters| {
+        l.handle_segment(
+            now,
+            from_port(port),
+            &Segment {
+                header: seg,
+                payload: b"",
+            },
+            true,
+            counters,
+        )
     };
-    assert!(l.on_established(c.endpoints(), &mut counters));
     assert!(matches!(
-        handle(&mut l, now, 2222, syn(2222, NO_OPTS), &mut counters),
+        full(&mut l, 2222, syn(2222, NO_OPTS), &mut counters),
         ListenerAction::Ignore
     ));
     assert_eq!(counters.accept_queue_full, 1);
-    assert_eq!(l.accept(), Some(from_port(1111)));
+    assert_eq!(l.half_open(), 0, "nothing was taken into the SYN queue");
+    // With room again, the same SYN opens a connection.
     assert!(matches!(
         handle(&mut l, now, 2222, syn(2222, NO_OPTS), &mut counters),
         ListenerAction::NewConnection(_)
