@@ -357,7 +357,11 @@ fn a_full_accept_queue_drops_syns_and_counts_them() {
     let mut demux = Demux::new(stack.host().clone(), 0);
     let now = Instant::from_secs(1);
     let handshake = |demux: &mut Demux, port: u16| {
-        let out = deliver(demux, now, client_frame_from(port, PORT, flags::SYN, 100, 0, b""));
+        let out = deliver(
+            demux,
+            now,
+            client_frame_from(port, PORT, flags::SYN, 100, 0, b""),
+        );
         let (syn_ack, _) = server_segment_to(&out[0], port);
         let ack = client_frame_from(port, PORT, flags::ACK, 101, syn_ack.seq + 1, b"");
         deliver(demux, now, ack);
