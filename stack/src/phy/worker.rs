@@ -393,7 +393,6 @@ impl<H: FrameHandler> RunLoop<H> {
     fn end_spin(&mut self, started: Instant) {
         let spun = (self.now - started).as_nanos() as u64;
         self.rings.add(RingCounter::IdleSpinNs, spun);
-        self.governor.end_spin();
     }
 
     fn publish(&mut self) {
