@@ -486,7 +486,16 @@ impl Connection {
         }
         self.snd_nxt = self.snd_nxt.max(ack);
         self.probe_outstanding = false;
+        // RFC 5681 3.1 grows cwnd by "N ... the number of previously unacknowledged bytes
+        // acknowledged in the incoming ACK": bytes SACKed earlier counted when SACKed, so
+        // cumulatively acknowledged now they count no more (each byte once, as Linux's
+        // `tcp_ack` counts `acked_sacked` from the delivered count).
+        let sacked_before = self.scoreboard.sacked_bytes();
         self.scoreboard.advance(ack);
+        let was_sacked = sacked_before.saturating_sub(self.scoreboard.sacked_bytes());
+        let delivered = acked
+            .saturating_sub(was_sacked)
+            .saturating_add(newly_sacked);
         self.retries = 0;
         self.persist_backoff = 0;
         // Karn's rule: only a segment sent once times a sample, and only a sample
@@ -501,7 +510,7 @@ impl Connection {
             // (RFC 6582 3.2 step 5, the impatient variant; see `on_new_ack`).
             self.restart_retransmit(now);
         }
-        self.on_new_ack(now, ack, acked, newly_sacked);
+        self.on_new_ack(now, ack, acked, delivered);
     }
 
     /// The send window from the newest segment only (RFC 9293 3.10.7.4: SND.WL1/SND.WL2).
@@ -558,8 +567,10 @@ impl Connection {
         newly
     }
 
-    /// Congestion control and recovery on an ACK of new data.
-    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, acked: u32, newly_sacked: u32) {
+    /// Congestion control and recovery on an ACK of new data: `acked` bytes cumulatively
+    /// acknowledged, `delivered` bytes delivered for the first time (newly SACKed, or
+    /// acknowledged without having been SACKed before).
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, acked: u32, delivered: u32) {
         match self.recovery {
             Some(point) if ack >= point => {
                 // Full acknowledgment: recovery ends (RFC 6582 3.2 step 3, RFC 6675 5).
@@ -590,8 +601,7 @@ impl Connection {
             None => {
                 self.dupacks = 0;
                 let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
-                self.cc
-                    .on_ack(now, acked.saturating_add(newly_sacked), srtt);
+                self.cc.on_ack(now, delivered, srtt);
             }
         }
     }
