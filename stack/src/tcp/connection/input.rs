@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     tcp::{
-        congestion::CongestionControl,
+        congestion::{CongestionControl, Controller},
         options::{self, PAWS_IDLE},
         recv::Placed,
         send::DUP_THRESH,
@@ -79,7 +79,7 @@ impl Connection {
             self.timer = Timer::Idle;
             self.retries = 0;
             self.rcv_adv = self.rcv_nxt + self.syn_window();
-            self.establish();
+            self.establish(now);
             // Data in a SYN-ACK is not taken (no TCP Fast Open): it is not ACKed, and the
             // peer sends it again.
             self.ack_now = true;
@@ -90,7 +90,16 @@ impl Connection {
         }
     }
 
-    fn establish(&mut self) {
+    fn establish(&mut self, now: Instant) {
+        // RFC 5681 3.1: "if the SYN or SYN/ACK is lost, the initial window used by a
+        // sender after a correctly transmitted SYN MUST be one segment consisting of at
+        // most SMSS bytes". RFC 6928 2, with a 1 s initial RTO making a spurious SYN
+        // retransmission likely: "it is RECOMMENDED that implementations refrain from
+        // resetting the initial window to 1 segment, unless there have been more than one
+        // SYN or SYN/ACK retransmissions" (as Linux's `tcp_init_transfer`).
+        if self.syn_timeouts > 1 {
+            self.cc = Controller::after_lost_syn(self.config.congestion, self.eff_mss, now);
+        }
         self.set_state(State::Established);
         self.events |= EV_CONNECTED;
         if self.send.room() > 0 {
@@ -330,7 +339,7 @@ impl Connection {
         self.take_rtt_sample(now, ack);
         self.timer = Timer::Idle;
         self.retries = 0;
-        self.establish();
+        self.establish(now);
         true
     }
 

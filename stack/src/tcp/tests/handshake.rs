@@ -413,3 +413,58 @@ fn syn_received_ack_of_snd_una_gets_rst() {
     h.expect_state(State::SynReceived);
     assert_eq!(h.counters.bad_ack, 1);
 }
+
+/// The SYN-ACK to our SYN after `timeouts` retransmissions of it; the window then.
+fn cwnd_after_syn_timeouts(timeouts: usize) -> u32 {
+    let mut h = connect(&config());
+    h.poll();
+    for _ in 0..timeouts {
+        h.fire();
+        assert_eq!(h.poll().len(), 1);
+    }
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS,
+            flags: flags::SYN | flags::ACK,
+            options: syn_opts(1000),
+            ..SEND
+        },
+        b"",
+    );
+    h.expect_state(State::Established);
+    h.c.info().cwnd
+}
+
+/// RFC 6928 2: one SYN retransmission (likely spurious with a 1 s initial RTO) keeps the
+/// initial window.
+#[test]
+fn one_syn_retransmission_keeps_the_initial_window() {
+    assert_eq!(cwnd_after_syn_timeouts(1), 10_000);
+}
+
+/// RFC 5681 3.1 / RFC 6928 2: after a lost SYN (more than one retransmission, as RFC 6928
+/// recommends) the initial window is one segment.
+#[test]
+fn initial_window_is_one_segment_after_a_lost_syn() {
+    assert_eq!(cwnd_after_syn_timeouts(2), 1000);
+    let mut h = connect(&config());
+    h.poll();
+    for _ in 0..2 {
+        h.fire();
+        assert_eq!(h.poll().len(), 1);
+    }
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS,
+            flags: flags::SYN | flags::ACK,
+            options: syn_opts(1000),
+            ..SEND
+        },
+        b"",
+    );
+    h.expect_state(State::Established);
+    h.poll();
+    assert_eq!(h.c.info().cwnd, 1000);
+    h.c.write(&[1; 3000]);
+    assert_eq!(h.poll().len(), 1);
+}
