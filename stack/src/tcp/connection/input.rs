@@ -119,7 +119,7 @@ impl Connection {
         let has_ack = h.flags & flags::ACK != 0;
         let ack = SeqNumber(h.ack);
 
-        let Some((seq, syn)) = self.syn_in_syn_received(h) else {
+        let Some((seq, syn)) = self.syn_in_syn_received(now, h) else {
             return;
         };
 
@@ -174,7 +174,7 @@ impl Connection {
     /// In SYN-RECEIVED, a SYN at the peer's ISN: the peer's SYN-ACK in a simultaneous
     /// open, or its SYN again. Returns the sequence number and SYN bit the later checks
     /// see, or `None` when the segment is done with.
-    fn syn_in_syn_received(&mut self, h: &TcpRepr) -> Option<(SeqNumber, bool)> {
+    fn syn_in_syn_received(&mut self, now: Instant, h: &TcpRepr) -> Option<(SeqNumber, bool)> {
         let mut seq = SeqNumber(h.seq);
         let mut syn = h.flags & flags::SYN != 0;
         let rst = h.flags & flags::RST != 0;
@@ -187,8 +187,14 @@ impl Connection {
                 seq += 1;
                 syn = false;
             } else {
-                // The peer's SYN again: our SYN-ACK was lost.
-                self.snd_nxt = self.iss;
+                // The peer's SYN again: our SYN-ACK was lost. Answered at most once per
+                // OOW_ACK_INTERVAL, as Linux's `tcp_check_req` does through
+                // `tcp_oow_rate_limited` (a SYN is limited although it occupies sequence
+                // space), so a flood of duplicate SYNs gets no flood of SYN-ACKs; the
+                // retransmission timer sends it in any case.
+                if self.oow_answer(now, 0) {
+                    self.snd_nxt = self.iss;
+                }
                 return None;
             }
         }

@@ -468,3 +468,38 @@ fn initial_window_is_one_segment_after_a_lost_syn() {
     h.c.write(&[1; 3000]);
     assert_eq!(h.poll().len(), 1);
 }
+
+/// A duplicate SYN in SYN-RECEIVED is answered with the SYN-ACK at most once per 500 ms
+/// (Linux `tcp_check_req` through `tcp_oow_rate_limited`).
+#[test]
+fn syn_ack_for_duplicate_syns_is_rate_limited() {
+    let syn = TcpRepr {
+        seq: REMOTE_ISS,
+        ack: 0,
+        flags: flags::SYN,
+        ..SEND
+    };
+    let mut h = Harness::new(Connection::accept_syn(
+        &config(),
+        endpoints(),
+        &Segment {
+            header: syn,
+            payload: b"",
+        },
+        SeqNumber(LOCAL_ISS),
+        Instant::ZERO,
+    ));
+    assert_eq!(h.poll().len(), 1);
+    h.at(ms(10));
+    h.send(syn, b"");
+    assert_eq!(h.poll().len(), 1);
+    for _ in 0..5 {
+        h.send(syn, b"");
+        assert_eq!(h.poll().len(), 0);
+    }
+    h.at(ms(510));
+    h.send(syn, b"");
+    let out = h.poll();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.flags, flags::SYN | flags::ACK);
+}
