@@ -81,11 +81,17 @@ pub struct Cubic {
 }
 
 impl Cubic {
-    pub fn new(mss: u32, _now: Instant) -> Self {
+    pub fn new(mss: u32, now: Instant) -> Self {
+        Self::with_window(mss, initial_window(mss), now)
+    }
+
+    /// A controller starting from `cwnd` bytes (at least one segment) instead of the
+    /// initial window.
+    pub fn with_window(mss: u32, cwnd: u32, _now: Instant) -> Self {
         let mss = mss.max(1);
         Self {
             mss,
-            cwnd: f64::from(initial_window(mss)) / f64::from(mss),
+            cwnd: f64::from(cwnd.max(mss)) / f64::from(mss),
             ssthresh: u32::MAX,
             cwnd_prior: 0.0,
             w_max: 0.0,

@@ -68,6 +68,16 @@ impl Controller {
         }
     }
 
+    /// A controller for `algorithm` whose window starts at one segment: RFC 5681 3.1, "if
+    /// the SYN or SYN/ACK is lost, the initial window used by a sender after a correctly
+    /// transmitted SYN MUST be one segment consisting of at most SMSS bytes".
+    pub fn after_lost_syn(algorithm: Algorithm, mss: u32, now: Instant) -> Controller {
+        match algorithm {
+            Algorithm::Cubic => Controller::Cubic(cubic::Cubic::with_window(mss, mss, now)),
+            Algorithm::NewReno => Controller::NewReno(newreno::NewReno::with_window(mss, mss)),
+        }
+    }
+
     fn inner(&self) -> &dyn CongestionControl {
         match self {
             Controller::Cubic(c) => c,

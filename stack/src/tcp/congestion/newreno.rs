@@ -27,10 +27,16 @@ pub struct NewReno {
 
 impl NewReno {
     pub fn new(mss: u32) -> Self {
+        Self::with_window(mss, initial_window(mss))
+    }
+
+    /// A controller starting from `cwnd` bytes (at least one segment) instead of the
+    /// initial window.
+    pub fn with_window(mss: u32, cwnd: u32) -> Self {
         let mss = mss.max(1);
         Self {
             mss,
-            cwnd: initial_window(mss),
+            cwnd: cwnd.max(mss),
             // RFC 5681 §3.1: "The initial value of ssthresh SHOULD be set arbitrarily
             // high (e.g., to the size of the largest possible advertised window)".
             ssthresh: u32::MAX,

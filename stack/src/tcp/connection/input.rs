@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     tcp::{
-        congestion::CongestionControl,
+        congestion::{CongestionControl, Controller},
         options::{self, PAWS_IDLE},
         recv::Placed,
         send::DUP_THRESH,
@@ -79,7 +79,7 @@ impl Connection {
             self.timer = Timer::Idle;
             self.retries = 0;
             self.rcv_adv = self.rcv_nxt + self.syn_window();
-            self.establish();
+            self.establish(now);
             // Data in a SYN-ACK is not taken (no TCP Fast Open): it is not ACKed, and the
             // peer sends it again.
             self.ack_now = true;
@@ -90,7 +90,16 @@ impl Connection {
         }
     }
 
-    fn establish(&mut self) {
+    fn establish(&mut self, now: Instant) {
+        // RFC 5681 3.1: "if the SYN or SYN/ACK is lost, the initial window used by a
+        // sender after a correctly transmitted SYN MUST be one segment consisting of at
+        // most SMSS bytes". RFC 6928 2, with a 1 s initial RTO making a spurious SYN
+        // retransmission likely: "it is RECOMMENDED that implementations refrain from
+        // resetting the initial window to 1 segment, unless there have been more than one
+        // SYN or SYN/ACK retransmissions" (as Linux's `tcp_init_transfer`).
+        if self.syn_timeouts > 1 {
+            self.cc = Controller::after_lost_syn(self.config.congestion, self.eff_mss, now);
+        }
         self.set_state(State::Established);
         self.events |= EV_CONNECTED;
         if self.send.room() > 0 {
@@ -110,7 +119,7 @@ impl Connection {
         let has_ack = h.flags & flags::ACK != 0;
         let ack = SeqNumber(h.ack);
 
-        let Some((seq, syn)) = self.syn_in_syn_received(h) else {
+        let Some((seq, syn)) = self.syn_in_syn_received(now, h) else {
             return;
         };
 
@@ -165,7 +174,7 @@ impl Connection {
     /// In SYN-RECEIVED, a SYN at the peer's ISN: the peer's SYN-ACK in a simultaneous
     /// open, or its SYN again. Returns the sequence number and SYN bit the later checks
     /// see, or `None` when the segment is done with.
-    fn syn_in_syn_received(&mut self, h: &TcpRepr) -> Option<(SeqNumber, bool)> {
+    fn syn_in_syn_received(&mut self, now: Instant, h: &TcpRepr) -> Option<(SeqNumber, bool)> {
         let mut seq = SeqNumber(h.seq);
         let mut syn = h.flags & flags::SYN != 0;
         let rst = h.flags & flags::RST != 0;
@@ -178,8 +187,14 @@ impl Connection {
                 seq += 1;
                 syn = false;
             } else {
-                // The peer's SYN again: our SYN-ACK was lost.
-                self.snd_nxt = self.iss;
+                // The peer's SYN again: our SYN-ACK was lost. Answered at most once per
+                // OOW_ACK_INTERVAL, as Linux's `tcp_check_req` does through
+                // `tcp_oow_rate_limited` (a SYN is limited although it occupies sequence
+                // space), so a flood of duplicate SYNs gets no flood of SYN-ACKs; the
+                // retransmission timer sends it in any case.
+                if self.oow_answer(now, 0) {
+                    self.snd_nxt = self.iss;
+                }
                 return None;
             }
         }
@@ -330,7 +345,7 @@ impl Connection {
         self.take_rtt_sample(now, ack);
         self.timer = Timer::Idle;
         self.retries = 0;
-        self.establish();
+        self.establish(now);
         true
     }
 
@@ -486,7 +501,16 @@ impl Connection {
         }
         self.snd_nxt = self.snd_nxt.max(ack);
         self.probe_outstanding = false;
+        // RFC 5681 3.1 grows cwnd by "N ... the number of previously unacknowledged bytes
+        // acknowledged in the incoming ACK": bytes SACKed earlier counted when SACKed, so
+        // cumulatively acknowledged now they count no more (each byte once, as Linux's
+        // `tcp_ack` counts `acked_sacked` from the delivered count).
+        let sacked_before = self.scoreboard.sacked_bytes();
         self.scoreboard.advance(ack);
+        let was_sacked = sacked_before.saturating_sub(self.scoreboard.sacked_bytes());
+        let delivered = acked
+            .saturating_sub(was_sacked)
+            .saturating_add(newly_sacked);
         self.retries = 0;
         self.persist_backoff = 0;
         // Karn's rule: only a segment sent once times a sample, and only a sample
@@ -501,7 +525,7 @@ impl Connection {
             // (RFC 6582 3.2 step 5, the impatient variant; see `on_new_ack`).
             self.restart_retransmit(now);
         }
-        self.on_new_ack(now, ack, acked, newly_sacked);
+        self.on_new_ack(now, ack, acked, delivered);
     }
 
     /// The send window from the newest segment only (RFC 9293 3.10.7.4: SND.WL1/SND.WL2).
@@ -558,8 +582,10 @@ impl Connection {
         newly
     }
 
-    /// Congestion control and recovery on an ACK of new data.
-    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, acked: u32, newly_sacked: u32) {
+    /// Congestion control and recovery on an ACK of new data: `acked` bytes cumulatively
+    /// acknowledged, `delivered` bytes delivered for the first time (newly SACKed, or
+    /// acknowledged without having been SACKed before).
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, acked: u32, delivered: u32) {
         match self.recovery {
             Some(point) if ack >= point => {
                 // Full acknowledgment: recovery ends (RFC 6582 3.2 step 3, RFC 6675 5).
@@ -590,8 +616,7 @@ impl Connection {
             None => {
                 self.dupacks = 0;
                 let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
-                self.cc
-                    .on_ack(now, acked.saturating_add(newly_sacked), srtt);
+                self.cc.on_ack(now, delivered, srtt);
             }
         }
     }

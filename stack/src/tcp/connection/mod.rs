@@ -132,6 +132,8 @@ pub struct Connection {
     close_reason: CloseReason,
     /// A SYN arrived in TIME-WAIT that may open a new incarnation (RFC 6191).
     syn_reopens: bool,
+    /// Times our SYN or SYN-ACK went again on a timeout.
+    syn_timeouts: u32,
     retransmits: u64,
 }
 
@@ -201,6 +203,7 @@ impl Connection {
             events: 0,
             close_reason: CloseReason::Normal,
             syn_reopens: false,
+            syn_timeouts: 0,
             retransmits: 0,
         }
     }

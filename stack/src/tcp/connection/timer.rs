@@ -118,6 +118,8 @@ impl Connection {
         let flight = self.snd_max.since(self.snd_una);
         if self.state.is_synchronized() {
             self.cc.on_retransmission_timeout(now, flight);
+        } else {
+            self.syn_timeouts += 1;
         }
         // RFC 6298 5.5: back off; 5.6: restart the timer when the retransmission goes.
         self.rtt.backoff();

@@ -413,3 +413,93 @@ fn syn_received_ack_of_snd_una_gets_rst() {
     h.expect_state(State::SynReceived);
     assert_eq!(h.counters.bad_ack, 1);
 }
+
+/// The SYN-ACK to our SYN after `timeouts` retransmissions of it; the window then.
+fn cwnd_after_syn_timeouts(timeouts: usize) -> u32 {
+    let mut h = connect(&config());
+    h.poll();
+    for _ in 0..timeouts {
+        h.fire();
+        assert_eq!(h.poll().len(), 1);
+    }
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS,
+            flags: flags::SYN | flags::ACK,
+            options: syn_opts(1000),
+            ..SEND
+        },
+        b"",
+    );
+    h.expect_state(State::Established);
+    h.c.info().cwnd
+}
+
+/// RFC 6928 2: one SYN retransmission (likely spurious with a 1 s initial RTO) keeps the
+/// initial window.
+#[test]
+fn one_syn_retransmission_keeps_the_initial_window() {
+    assert_eq!(cwnd_after_syn_timeouts(1), 10_000);
+}
+
+/// RFC 5681 3.1 / RFC 6928 2: after a lost SYN (more than one retransmission, as RFC 6928
+/// recommends) the initial window is one segment.
+#[test]
+fn initial_window_is_one_segment_after_a_lost_syn() {
+    assert_eq!(cwnd_after_syn_timeouts(2), 1000);
+    let mut h = connect(&config());
+    h.poll();
+    for _ in 0..2 {
+        h.fire();
+        assert_eq!(h.poll().len(), 1);
+    }
+    h.send(
+        TcpRepr {
+            seq: REMOTE_ISS,
+            flags: flags::SYN | flags::ACK,
+            options: syn_opts(1000),
+            ..SEND
+        },
+        b"",
+    );
+    h.expect_state(State::Established);
+    h.poll();
+    assert_eq!(h.c.info().cwnd, 1000);
+    h.c.write(&[1; 3000]);
+    assert_eq!(h.poll().len(), 1);
+}
+
+/// A duplicate SYN in SYN-RECEIVED is answered with the SYN-ACK at most once per 500 ms
+/// (Linux `tcp_check_req` through `tcp_oow_rate_limited`).
+#[test]
+fn syn_ack_for_duplicate_syns_is_rate_limited() {
+    let syn = TcpRepr {
+        seq: REMOTE_ISS,
+        ack: 0,
+        flags: flags::SYN,
+        ..SEND
+    };
+    let mut h = Harness::new(Connection::accept_syn(
+        &config(),
+        endpoints(),
+        &Segment {
+            header: syn,
+            payload: b"",
+        },
+        SeqNumber(LOCAL_ISS),
+        Instant::ZERO,
+    ));
+    assert_eq!(h.poll().len(), 1);
+    h.at(ms(10));
+    h.send(syn, b"");
+    assert_eq!(h.poll().len(), 1);
+    for _ in 0..5 {
+        h.send(syn, b"");
+        assert_eq!(h.poll().len(), 0);
+    }
+    h.at(ms(510));
+    h.send(syn, b"");
+    let out = h.poll();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.flags, flags::SYN | flags::ACK);
+}

@@ -338,3 +338,17 @@ fn newreno_restarts_the_timer_on_the_first_partial_ack_only() {
     h.recv(&[seg(&data, 5000)]);
     assert_eq!(h.c.poll_timeout(), Some(Instant::ZERO + ms(250)));
 }
+
+/// Bytes SACKed grow cwnd when SACKed, and not again when cumulatively acknowledged.
+#[test]
+fn sacked_bytes_grow_cwnd_once() {
+    let mut h = established(reno(true));
+    let data = bytes(0, 3000);
+    h.c.write(&data);
+    h.poll();
+    assert_eq!(h.c.info().cwnd, 10_000);
+    h.send(sack(1000, &[(2000, 3000)]), b"");
+    assert_eq!(h.c.info().cwnd, 12_000);
+    h.send(ack(3000), b"");
+    assert_eq!(h.c.info().cwnd, 13_000);
+}
