@@ -224,6 +224,18 @@ impl Connection {
         (blocks.iter().flatten().count() + usize::from(self.dsack.is_some())).min(max)
     }
 
+    /// The states that send data and a FIN: after the handshake, until our FIN is ACKed.
+    fn sends_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        )
+    }
+
     /// Data and FIN, in loss recovery retransmissions first (RFC 6675 NextSeg).
     fn data(
         &mut self,
@@ -231,14 +243,7 @@ impl Connection {
         payload: &mut [u8],
         counters: &mut Counters,
     ) -> Option<super::Transmit> {
-        if !matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        ) {
+        if !self.sends_data() {
             return None;
         }
         let mss = self.segment_room(payload.len());
@@ -401,15 +406,7 @@ impl Connection {
         payload: &mut [u8],
         counters: &mut Counters,
     ) -> Option<super::Transmit> {
-        if !matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        ) || self.snd_max != self.snd_una
-        {
+        if !self.sends_data() || self.snd_max != self.snd_una {
             return None;
         }
         let data_end = self.data_start() + self.send.len() as u32;
